@@ -1,0 +1,120 @@
+"""The input contract: turn what a caller sent as `features` into rows the model can take.
+
+Four shapes are accepted (PRODUCT.md): one row `[5.9, 3.0, 5.1, 1.8]`, many rows
+`[[...], [...]]`, one record `{"sepal_length": 5.9, ...}` and many records `[{...}, {...}]`.
+Every value is checked against the model card's feature list, so a bad request is refused
+with a message naming what was received and what was expected, before the model sees it.
+"""
+
+import math
+from typing import Any
+
+from errors import BadInput, TooManyRows, describe
+
+Row = list[Any]
+SHAPES = "one row [..], many rows [[..], ..], one record {..} or many records [{..}, ..]"
+
+
+def to_rows(features: Any, card: dict, max_rows: int) -> list[Row]:
+    """Validate `features` against the card and return rows in the card's feature order.
+
+    Numbers come back as floats, categories as strings, missing values as None.
+
+    >>> card = {"features": [{"name": "x", "type": "number"}], "missing_values": False}
+    >>> to_rows({"x": 2}, card, max_rows=10)
+    [[2.0]]
+    """
+    if isinstance(features, dict):
+        records, rows = [features], None
+    elif isinstance(features, list) and features:
+        kinds = {type(item) for item in features}
+        if kinds <= {list}:
+            records, rows = None, features
+        elif kinds <= {dict}:
+            records, rows = features, None
+        elif not kinds & {list, dict}:
+            records, rows = None, [features]
+        else:
+            raise BadInput(f"features mixes rows, records and single values; send {SHAPES}")
+    elif isinstance(features, list):
+        raise BadInput(f"features is an empty list; send at least one row: {SHAPES}")
+    else:
+        raise BadInput(f"features must be {SHAPES}; received {describe(features)}")
+
+    count = len(records if rows is None else rows)
+    if count > max_rows:
+        raise TooManyRows(
+            f"received {count} rows; at most {max_rows} are allowed in one request "
+            "(split the batch or raise MODELFLY_MAX_ROWS)"
+        )
+    if rows is None:
+        rows = [_record_to_row(record, i, card) for i, record in enumerate(records)]
+    else:
+        _check_lengths(rows, card)
+    numeric = all(feature["type"] == "number" for feature in card["features"])
+    return [_checked_row(row, i, card, numeric) for i, row in enumerate(rows)]
+
+
+def feature_names(card: dict) -> list[str]:
+    return [feature["name"] for feature in card["features"]]
+
+
+def _check_lengths(rows: list[Row], card: dict) -> None:
+    width = len(card["features"])
+    for i, row in enumerate(rows):
+        if len(row) != width:
+            raise BadInput(
+                f"row {i} has {len(row)} value(s); expected {width}: "
+                + ", ".join(feature_names(card))
+            )
+
+
+def _record_to_row(record: dict, index: int, card: dict) -> Row:
+    names = feature_names(card)
+    if record.keys() != set(names):
+        unknown = sorted(set(record) - set(names))
+        missing = [name for name in names if name not in record]
+        problems = []
+        if unknown:
+            problems.append("unknown column(s) " + ", ".join(map(repr, unknown)))
+        if missing:
+            problems.append("missing column(s) " + ", ".join(map(repr, missing)))
+        raise BadInput(
+            f"record {index} has {' and '.join(problems)}; expected columns: " + ", ".join(names)
+        )
+    return [record[name] for name in names]
+
+
+def _checked_row(row: Row, index: int, card: dict, numeric: bool) -> Row:
+    # The common case, plain numbers for an all-numeric model, is checked in one pass.
+    if numeric and all(type(value) in (float, int) and math.isfinite(value) for value in row):
+        return [float(value) for value in row]
+    return [
+        _checked_value(value, feature, index, card)
+        for value, feature in zip(row, card["features"], strict=True)
+    ]
+
+
+def _checked_value(value: Any, feature: dict, index: int, card: dict) -> Any:
+    where = f"row {index}, column {feature['name']!r}"
+    if value is None:
+        if card.get("missing_values"):
+            return None
+        raise BadInput(
+            f"{where}: received null; expected {_expected(feature)} "
+            f"(model {card['name']!r} does not accept missing values)"
+        )
+    if feature["type"] == "number":
+        if type(value) in (int, float) and math.isfinite(value):
+            return float(value)
+        raise BadInput(f"{where}: received {describe(value)}; expected {_expected(feature, card)}")
+    if isinstance(value, str) and value in feature["categories"]:
+        return value
+    raise BadInput(f"{where}: received {describe(value)}; expected {_expected(feature, card)}")
+
+
+def _expected(feature: dict, card: dict | None = None) -> str:
+    missing = " or null" if card and card.get("missing_values") else ""
+    if feature["type"] == "number":
+        return "a finite number" + missing
+    return "one of " + ", ".join(map(repr, feature["categories"])) + missing

@@ -1,0 +1,80 @@
+"""modelfly's served functions: `predict`, `info` and `health`.
+
+Plain Python functions: call them in a notebook, or serve them over HTTP with the Firefly CLI
+(`firefly predict.predict --bind 127.0.0.1:5000`) or the production server (`python serve.py`).
+Firefly turns the keys of the posted JSON object into their keyword arguments.
+
+    >>> from predict import predict
+    >>> predict([5.9, 3.0, 5.1, 1.8])["predictions"]
+    ['virginica']
+
+Settings come from MODELFLY_* environment variables (see config.py); models are loaded on
+first use, once per process, and then reused.
+"""
+
+import logging
+import threading
+from typing import Any
+
+from config import ConfigError, Settings
+from errors import ServerFault
+from features import to_rows
+from registry import PUBLIC_CARD_KEYS, Registry
+
+log = logging.getLogger("modelfly")
+_registry: Registry | None = None
+_registry_lock = threading.Lock()
+
+
+def registry() -> Registry:
+    """This process's models, set up from the environment on first use."""
+    global _registry
+    if _registry is None:
+        with _registry_lock:
+            if _registry is None:
+                try:
+                    _registry = Registry(Settings.from_env())
+                except ConfigError as error:
+                    log.error("configuration error: %s", error)
+                    raise ServerFault("the server is misconfigured; see its log") from error
+    return _registry
+
+
+def predict(features: Any, model: str | None = None) -> dict:
+    """Predict with a shipped model.
+
+    features: one row [5.9, 3.0, 5.1, 1.8], many rows [[...], [...]], one record
+        {"sepal_length": 5.9, ...} or many records [{...}, {...}].
+    model: the name of a model in the models directory; the default model if omitted.
+
+    Returns {"model", "version", "predictions": [...]} and, for classifiers,
+    "probabilities": [{class: probability}, ...]; always one entry per row.
+    """
+    models = registry()
+    loaded = models.get(models.resolve(model))
+    rows = to_rows(features, loaded.card, models.settings.max_rows)
+    try:
+        return loaded.answer(rows)
+    except Exception as error:
+        log.exception("model %r failed on %d row(s)", loaded.card["name"], len(rows))
+        raise ServerFault(
+            f"model {loaded.card['name']!r} failed to predict; the details are in the server log"
+        ) from error
+
+
+def info(model: str | None = None) -> dict:
+    """Describe a model: its features, classes, training data, metrics and an example input."""
+    models = registry()
+    card = models.card(models.resolve(model))
+    public = {key: card[key] for key in PUBLIC_CARD_KEYS if key in card}
+    public["default"] = card["name"] == models.settings.default_model
+    if card.get("golden"):
+        public["example"] = {"features": card["golden"][0]["features"]}
+    return public
+
+
+def health() -> dict:
+    """Liveness: the service answers, and which models it can serve."""
+    models = registry()
+    return {"status": "ok", "default_model": models.settings.default_model,
+            "models": models.names}

@@ -1,0 +1,199 @@
+"""The shipped models: find them, check them before and after unpickling, load each once.
+
+A model is `<name>.joblib` beside its card `<name>.json` in the models directory. Callers name a
+model; they never give a path. Before unpickling (a pickle runs code when loaded) the file's
+sha256 must equal the card's and the running scikit-learn and joblib must be the versions the
+model was saved with; after loading, the card's golden inputs must give the golden outputs.
+A model failing any check is refused, with a message saying what differs.
+"""
+
+import hashlib
+import io
+import json
+import logging
+import math
+import platform
+import sys
+import threading
+import time
+from typing import Any
+
+import joblib
+import numpy
+import sklearn
+
+from config import ConfigError, Settings
+from errors import ModelNotFound, ModelRefused, describe
+from features import Row, feature_names, to_rows
+
+log = logging.getLogger("modelfly")
+
+# What `info` shows; the rest of the card (file hash, golden outputs) is for our own checks.
+PUBLIC_CARD_KEYS = ("name", "version", "task", "estimator", "features", "missing_values",
+                    "classes", "data", "metrics", "trained_with")
+GOLDEN_TOLERANCE = 1e-9
+
+
+def library_versions() -> dict[str, str]:
+    """The versions a model card records and the loader compares."""
+    return {"python": platform.python_version(), "scikit-learn": sklearn.__version__,
+            "numpy": numpy.__version__, "joblib": joblib.__version__}
+
+
+def version_mismatch(saved_with: dict[str, str]) -> str | None:
+    """Why a model saved with `saved_with` cannot be trusted here, or None if it can.
+
+    scikit-learn and joblib must match exactly (an estimator unpickled under another
+    scikit-learn can answer wrongly without an error); numpy must share the major version.
+    Python is recorded only: the golden check covers what it could change.
+    """
+    running = library_versions()
+    differences = [
+        f"{lib} {saved_with.get(lib)} (running {running[lib]})"
+        for lib in ("scikit-learn", "joblib")
+        if saved_with.get(lib) != running[lib]
+    ]
+    if str(saved_with.get("numpy", "")).split(".")[0] != running["numpy"].split(".")[0]:
+        differences.append(f"numpy {saved_with.get('numpy')} (running {running['numpy']})")
+    if differences:
+        return "saved with " + ", ".join(differences) + "; retrain it or install those versions"
+    return None
+
+
+class LoadedModel:
+    """An estimator with its card: turns checked rows into the contract's answer."""
+
+    def __init__(self, card: dict, estimator: Any) -> None:
+        self.card = card
+        self.estimator = estimator
+        self.names = feature_names(card)
+        self.classes = [str(c) for c in card.get("classes") or []]
+
+    def answer(self, rows: list[Row]) -> dict:
+        """Predict for rows already checked by `features.to_rows`; plain Python types only."""
+        inputs = self._inputs(rows)
+        answer = {"model": self.card["name"], "version": self.card["version"],
+                  "predictions": self.estimator.predict(inputs).tolist()}
+        if self.classes and hasattr(self.estimator, "predict_proba"):
+            answer["probabilities"] = [
+                dict(zip(self.classes, probs, strict=True))
+                for probs in self.estimator.predict_proba(inputs).tolist()
+            ]
+        return answer
+
+    def _inputs(self, rows: list[Row]) -> Any:
+        if self.card.get("input") != "dataframe":
+            return numpy.asarray(rows, dtype=float)
+        import pandas  # only models trained on a DataFrame need it
+
+        columns = {}
+        for i, feature in enumerate(self.card["features"]):
+            values = [row[i] for row in rows]
+            if feature["type"] == "number":
+                columns[feature["name"]] = numpy.array(
+                    [math.nan if v is None else v for v in values], dtype=float)
+            else:
+                columns[feature["name"]] = pandas.Series(values, dtype="str")
+        return pandas.DataFrame(columns)
+
+
+def golden_mismatch(model: LoadedModel) -> str | None:
+    """Re-run the card's golden inputs; describe the first answer that differs, or None."""
+    for i, golden in enumerate(model.card.get("golden") or []):
+        got = model.answer(to_rows(golden["features"], model.card, max_rows=sys.maxsize))
+        expected = golden["expected"]
+        for key, want in expected.items():
+            if not answers_match(got.get(key), want):
+                return f"golden input {i} gave {key} {got.get(key)!r}, the card expects {want!r}"
+    return None
+
+
+def answers_match(got: Any, want: Any) -> bool:
+    if isinstance(want, float) and isinstance(got, (int, float)):
+        return math.isclose(got, want, rel_tol=GOLDEN_TOLERANCE, abs_tol=GOLDEN_TOLERANCE)
+    if isinstance(want, list) and isinstance(got, list):
+        return len(got) == len(want) and all(map(answers_match, got, want))
+    if isinstance(want, dict) and isinstance(got, dict):
+        return got.keys() == want.keys() and all(answers_match(got[k], want[k]) for k in want)
+    return got == want
+
+
+class Registry:
+    """The models in one directory, each loaded at most once, safely under threads.
+
+    >>> registry = Registry(Settings())
+    >>> registry.get("iris").answer([[5.9, 3.0, 5.1, 1.8]])["predictions"]
+    ['virginica']
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.names = sorted(
+            path.stem for path in settings.models_dir.glob("*.json")
+            if path.with_suffix(".joblib").is_file()
+        )
+        if settings.default_model not in self.names:
+            raise ConfigError(
+                f"MODELFLY_DEFAULT_MODEL={settings.default_model!r} is not a model in "
+                f"MODELFLY_MODELS_DIR; available: {', '.join(self.names) or 'none'}"
+            )
+        self.load_seconds: dict[str, float] = {}
+        self.refusals: dict[str, str] = {}
+        self._loaded: dict[str, LoadedModel] = {}
+        self._locks = {name: threading.Lock() for name in self.names}
+
+    def resolve(self, name: Any) -> str:
+        """The model a caller means: the default for None, else a shipped model's name."""
+        if name is None:
+            return self.settings.default_model
+        if isinstance(name, str) and name in self._locks:
+            return name
+        raise ModelNotFound(
+            f"unknown model {describe(name)}; available models: {', '.join(self.names)}"
+        )
+
+    def card(self, name: str) -> dict:
+        path = self.settings.models_dir / f"{self.resolve(name)}.json"
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    def get(self, name: str) -> LoadedModel:
+        """The checked, loaded model; loads it on first use. Raises ModelRefused if it fails."""
+        name = self.resolve(name)
+        loaded = self._loaded.get(name)
+        if loaded is not None:
+            return loaded
+        with self._locks[name]:
+            if name not in self._loaded and name not in self.refusals:
+                started = time.perf_counter()
+                model, reason = self._load(name)
+                if reason is None:
+                    self._loaded[name] = model
+                    self.load_seconds[name] = time.perf_counter() - started
+                    log.info("model %r loaded in %.3f s", name, self.load_seconds[name])
+                else:
+                    self.refusals[name] = reason
+                    log.error("model %r is refused: %s", name, reason)
+            if name in self.refusals:
+                raise ModelRefused(f"model {name!r} is refused: {self.refusals[name]}")
+            return self._loaded[name]
+
+    def _load(self, name: str) -> tuple[LoadedModel | None, str | None]:
+        """The loaded model, or None and the reason it is refused."""
+        card = self.card(name)
+        data = (self.settings.models_dir / f"{name}.joblib").read_bytes()
+        if hashlib.sha256(data).hexdigest() != card.get("sha256"):
+            return None, f"{name}.joblib does not match the sha256 in its card (changed or swapped)"
+        reason = version_mismatch(card.get("trained_with") or {})
+        if reason is not None:
+            return None, reason
+        try:
+            model = LoadedModel(card, joblib.load(io.BytesIO(data)))
+        except Exception:
+            log.exception("unpickling model %r failed", name)
+            return None, "the file could not be unpickled"
+        try:
+            reason = golden_mismatch(model)
+        except Exception:
+            log.exception("golden inputs of model %r failed", name)
+            reason = "its golden inputs raised an error"
+        return (None, reason) if reason else (model, None)
