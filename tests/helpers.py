@@ -1,9 +1,12 @@
 """Helpers for tests: free ports and real servers as subprocesses on loopback."""
 
+import http.server
+import json
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -65,3 +68,82 @@ def start_firefly(tmp_path: Path, *args: str, env: dict | None = None) -> Server
 def post(url: str, body: bytes | str, **kwargs) -> requests.Response:
     headers = {"Content-Type": "application/json", **kwargs.pop("headers", {})}
     return requests.post(url, data=body, headers=headers, timeout=10, **kwargs)
+
+
+class LittleServer:
+    """A real HTTP/1.1 keep-alive server on loopback, for the client's transport tests.
+
+    Answers every request with `answer` as JSON, except the first `fail_first`, which get
+    `fail_status`; counts connections and requests.
+    """
+
+    def __init__(self, answer: dict | None = None, fail_first: int = 0,
+                 fail_status: int = 503) -> None:
+        self.connections = self.requests = 0
+        lock = threading.Lock()
+        little = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            wbufsize = -1  # one write per answer: no Nagle delay between headers and body
+
+            def setup(self) -> None:
+                with lock:
+                    little.connections += 1
+                super().setup()
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with lock:
+                    little.requests += 1
+                    failing = little.requests <= fail_first
+                status = fail_status if failing else 200
+                body = json.dumps({"error": "try later"} if failing else answer or {}).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class SilentServer:
+    """Accepts connections on loopback and never answers (a hung server)."""
+
+    def __init__(self, hang_up_after_headers: bool = False) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.held: list[socket.socket] = []
+        self.hang_up = hang_up_after_headers
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            if self.hang_up:  # promise a body, then close: a truncated answer
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: 100\r\n\r\n{\"pred")
+                conn.close()
+            else:
+                self.held.append(conn)
+
+    def stop(self) -> None:
+        self.sock.close()
+        for conn in self.held:
+            conn.close()

@@ -28,27 +28,39 @@ def server_commands() -> list[str]:
             for line in text.splitlines() if line.startswith(("firefly ", "make run"))]
 
 
-def examples() -> list[tuple[str, str, str]]:
-    """README examples in order: ("python", doctest text, "") or (server command, shell
-    command, expected output) for each `$ ` line of a console block."""
+def examples() -> list[tuple[str, str, str, str]]:
+    """README examples in order, each (kind, the server the README last started, the doctest
+    text or shell command, the expected output of a shell command)."""
     found, server = [], DEFAULT_SERVER
     for kind, text in BLOCKS:
         if kind == "sh":
             server = next((line for line in reversed(text.splitlines())
                            if line.startswith("firefly ")), server)
         elif kind == "python":
-            found.append(("python", text, ""))
+            found.append(("python", server, text, ""))
         elif kind == "console":
             for chunk in re.split(r"^\$ ", text, flags=re.M)[1:]:
                 command, _, output = chunk.partition("\n")
-                found.append((server, command, output.strip()))
+                found.append(("console", server, command, output.strip()))
     return found
 
 
-def split_status(text: str, command: str) -> tuple[object, str]:
-    """The JSON body, and the status curl's `-w ' %{http_code}'` appended, if asked for."""
-    body, status = (text.rsplit(" ", 1) if "%{http_code}" in command else (text, ""))
-    return json.loads(body), status
+def normalized(text: str) -> list:
+    """Output lines, each parsed as JSON where it is JSON; curl's `-w ' %{http_code}'`
+    suffix split off into (JSON, status)."""
+    lines = []
+    for line in text.strip().splitlines():
+        try:
+            lines.append(json.loads(line))
+            continue
+        except ValueError:
+            pass
+        body, _, status = line.rpartition(" ")
+        try:
+            lines.append((json.loads(body), status))
+        except ValueError:
+            lines.append(line)
+    return lines
 
 
 @pytest.fixture(scope="module")
@@ -80,29 +92,36 @@ def test_python_and_console_examples(repo_copy, tmp_path, monkeypatch):
     parser, runner, globs = doctest.DocTestParser(), doctest.DocTestRunner(), {}
     servers: dict[str, Server] = {}
     ran = {"python": 0, "console": 0}
+
+    def address(server_command: str) -> str:
+        if server_command not in servers:
+            servers[server_command] = start(server_command, repo_copy, tmp_path)
+        return f"127.0.0.1:{servers[server_command].port}"
+
     try:
-        for server_command, command, expected in examples():
-            if server_command == "python":
-                test = parser.get_doctest(command, globs, "README", "README.md", 0)
-                assert runner.run(test).failed == 0, command
+        for kind, server_command, text, expected in examples():
+            if kind == "python":
+                if "127.0.0.1:5000" in text:
+                    text = text.replace("127.0.0.1:5000", address(server_command))
+                test = parser.get_doctest(text, globs, "README", "README.md", 0)
+                assert runner.run(test).failed == 0, text
                 ran["python"] += 1
-                for server in servers.values():  # the README says: restart the server
+                for server in servers.values():  # a model may have been added: restart
                     server.stop()
                 servers.clear()
                 continue
-            if server_command not in servers:
-                servers[server_command] = start(server_command, repo_copy, tmp_path)
-            port = servers[server_command].port
-            out = subprocess.run(
-                ["bash", "-c", command.replace("127.0.0.1:5000", f"127.0.0.1:{port}")],
-                capture_output=True, text=True, timeout=30,
-                env={**os.environ, "MODELFLY_TOKEN": TOKEN}).stdout.strip()
-            assert split_status(out, command) == split_status(expected, command), command
+            here = address(server_command)
+            env = {**os.environ, "MODELFLY_TOKEN": TOKEN, "MODELFLY_URL": f"http://{here}",
+                   "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+            out = subprocess.run(["bash", "-c", text.replace("127.0.0.1:5000", here)],
+                                 capture_output=True, text=True, timeout=60, env=env,
+                                 cwd=repo_copy).stdout
+            assert normalized(out) == normalized(expected.replace("127.0.0.1:5000", here)), text
             ran["console"] += 1
     finally:
         for server in servers.values():
             server.stop()
-    assert ran["python"] >= 2 and ran["console"] >= 10
+    assert ran["python"] >= 3 and ran["console"] >= 15
 
 
 @pytest.mark.parametrize("command", server_commands())

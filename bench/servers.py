@@ -1,0 +1,66 @@
+"""Start and stop the servers a benchmark compares, on free loopback ports."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Running:
+    """A server process; `url` once it answers a prediction, stopped by its PID."""
+
+    def __init__(self, name: str, argv: list[str], port: int, env: dict | None = None) -> None:
+        self.name, self.port = name, port
+        self.url = f"http://127.0.0.1:{port}"
+        started = time.perf_counter()
+        self.process = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **(env or {})},
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while True:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"{name} did not start: {' '.join(argv)}")
+            try:
+                answer = requests.post(self.url + "/predict", timeout=1,
+                                       json={"features": [5.9, 3.0, 5.1, 1.8]})
+                if answer.status_code == 200:
+                    break
+            except requests.RequestException:
+                time.sleep(0.02)
+        self.cold_start = time.perf_counter() - started
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def firefly_cli() -> Running:
+    port = free_port()
+    return Running("Firefly CLI", [str(BIN / "firefly"), "-c", "firefly.yml", "--bind",
+                                   f"127.0.0.1:{port}"], port)
+
+
+def firefly_gunicorn(workers: int = 2, threads: int = 4) -> Running:
+    """The bare Firefly app under gunicorn's gthread worker (keep-alive capable)."""
+    port = free_port()
+    argv = [str(BIN / "gunicorn"), "--pythonpath", f"{ROOT},{ROOT / 'bench' / 'baselines'}",
+            "-k", "gthread", "-w", str(workers), "--threads", str(threads),
+            "-b", f"127.0.0.1:{port}", "firefly_app:app"]
+    return Running(f"Firefly app, gunicorn gthread {workers}x{threads}", argv, port)
