@@ -1,4 +1,4 @@
-"""Settings of the predict function, read from environment variables and validated.
+"""Settings from environment variables, validated: the predict function's and the server's.
 
 | variable                | default                       | meaning                              |
 |-------------------------|-------------------------------|--------------------------------------|
@@ -32,11 +32,92 @@ class Settings:
         if not models_dir.is_dir():
             raise ConfigError(f"MODELFLY_MODELS_DIR={str(models_dir)!r} is not a directory")
         default_model = env.get("MODELFLY_DEFAULT_MODEL") or cls.default_model
-        raw_rows = env.get("MODELFLY_MAX_ROWS") or str(cls.max_rows)
-        try:
-            max_rows = int(raw_rows)
-        except ValueError:
-            max_rows = 0
-        if max_rows < 1:
-            raise ConfigError(f"MODELFLY_MAX_ROWS={raw_rows!r} must be a positive integer")
+        max_rows = _positive(env, "MODELFLY_MAX_ROWS", cls.max_rows, int)
         return cls(models_dir=models_dir, default_model=default_model, max_rows=max_rows)
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Settings of the production server (serve.py), from the environment.
+
+    | variable                  | default          | meaning                                 |
+    |---------------------------|------------------|-----------------------------------------|
+    | MODELFLY_TOKEN            | none (auth off)  | token every function call must carry    |
+    | FIREFLY_TOKEN             | none             | honoured too; must equal MODELFLY_TOKEN |
+    | MODELFLY_CONFIG           | `firefly.yml`    | the Firefly config (FIREFLY_CONFIG too) |
+    | MODELFLY_MAX_BODY_BYTES   | `1048576`        | larger request bodies get a 413         |
+    | MODELFLY_READ_TIMEOUT     | `10`             | seconds to receive a request body       |
+    | MODELFLY_CORS_ORIGINS     | none (CORS off)  | comma-separated origins, or `*`         |
+    """
+
+    token: str | None = None
+    config_path: Path = DEFAULT_MODELS_DIR.parent / "firefly.yml"
+    max_body_bytes: int = 1 << 20
+    read_timeout: float = 10.0
+    cors_origins: tuple[str, ...] = ()
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> "ServerSettings":
+        """Read the variables, and the token in the Firefly config if any; raise ConfigError."""
+        config_path = Path(env.get("MODELFLY_CONFIG") or env.get("FIREFLY_CONFIG")
+                           or cls.config_path)
+        if not config_path.is_file():
+            raise ConfigError(f"MODELFLY_CONFIG={str(config_path)!r} is not a file")
+        origins = tuple(o.strip() for o in env.get("MODELFLY_CORS_ORIGINS", "").split(",")
+                        if o.strip())
+        return cls(
+            token=resolve_token(env, read_config(config_path).get("token")),
+            config_path=config_path,
+            max_body_bytes=_positive(env, "MODELFLY_MAX_BODY_BYTES", cls.max_body_bytes, int),
+            read_timeout=_positive(env, "MODELFLY_READ_TIMEOUT", cls.read_timeout, float),
+            cors_origins=origins,
+        )
+
+
+def read_config(path: Path) -> dict:
+    """The Firefly YAML config as a dict; ConfigError if it is not one."""
+    import yaml
+
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as error:
+        raise ConfigError(f"cannot read the Firefly config {path.name}: {error}") from error
+    if not isinstance(config, dict) or not isinstance(config.get("functions"), dict):
+        raise ConfigError(f"the Firefly config {path.name} has no 'functions' mapping")
+    return config
+
+
+def resolve_token(env: Mapping[str, str], file_token: object = None) -> str | None:
+    """The one token auth uses, from MODELFLY_TOKEN, FIREFLY_TOKEN and the config's `token:`.
+
+    Never silently dropped: every place that sets one is honoured, and places that disagree,
+    an empty variable or a token YAML read as a number stop the server with a message saying
+    which (never the token itself).
+    """
+    if file_token is not None and not isinstance(file_token, str):
+        raise ConfigError(
+            f"the token in the Firefly config is a YAML {type(file_token).__name__}, which "
+            "Firefly never matches; quote it, or better, move it to MODELFLY_TOKEN")
+    found = {}
+    for name in ("MODELFLY_TOKEN", "FIREFLY_TOKEN"):
+        if name in env:
+            if not env[name].strip():
+                raise ConfigError(f"{name} is set but empty; unset it to run without auth")
+            found[name] = env[name].strip()
+    if file_token is not None:
+        found["the Firefly config's token"] = file_token.strip()
+    if len(set(found.values())) > 1:
+        raise ConfigError("different tokens are set in " + " and ".join(found)
+                          + "; set one, MODELFLY_TOKEN")
+    return next(iter(found.values()), None)
+
+
+def _positive(env: Mapping[str, str], name: str, default: float, kind: type) -> float:
+    raw = env.get(name) or str(default)
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise ConfigError(f"{name}={raw!r} must be a positive {kind.__name__}")
+    return value

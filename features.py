@@ -87,7 +87,7 @@ def _record_to_row(record: dict, index: int, card: dict) -> Row:
 
 def _checked_row(row: Row, index: int, card: dict, numeric: bool) -> Row:
     # The common case, plain numbers for an all-numeric model, is checked in one pass.
-    if numeric and all(type(value) in (float, int) and math.isfinite(value) for value in row):
+    if numeric and all(type(value) in (float, int) and _finite(value) for value in row):
         return [float(value) for value in row]
     return [
         _checked_value(value, feature, index, card)
@@ -105,12 +105,19 @@ def _checked_value(value: Any, feature: dict, index: int, card: dict) -> Any:
             f"(model {card['name']!r} does not accept missing values)"
         )
     if feature["type"] == "number":
-        if type(value) in (int, float) and math.isfinite(value):
+        if type(value) in (int, float) and _finite(value):
             return float(value)
         raise BadInput(f"{where}: received {describe(value)}; expected {_expected(feature, card)}")
     if isinstance(value, str) and value in feature["categories"]:
         return value
     raise BadInput(f"{where}: received {describe(value)}; expected {_expected(feature, card)}")
+
+
+def _finite(number: float) -> bool:
+    try:
+        return math.isfinite(number)
+    except OverflowError:  # an integer beyond float's range, e.g. 10**400
+        return False
 
 
 def _expected(feature: dict, card: dict | None = None) -> str:

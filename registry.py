@@ -16,6 +16,7 @@ import platform
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import joblib
@@ -139,6 +140,9 @@ class Registry:
             )
         self.load_seconds: dict[str, float] = {}
         self.refusals: dict[str, str] = {}
+        # Told of each load and refusal, e.g. by the server's metrics.
+        self.on_load: Callable[[str, float], None] | None = None
+        self.on_refusal: Callable[[str, str], None] | None = None
         self._loaded: dict[str, LoadedModel] = {}
         self._locks = {name: threading.Lock() for name in self.names}
 
@@ -170,9 +174,13 @@ class Registry:
                     self._loaded[name] = model
                     self.load_seconds[name] = time.perf_counter() - started
                     log.info("model %r loaded in %.3f s", name, self.load_seconds[name])
+                    if self.on_load:
+                        self.on_load(name, self.load_seconds[name])
                 else:
                     self.refusals[name] = reason
                     log.error("model %r is refused: %s", name, reason)
+                    if self.on_refusal:
+                        self.on_refusal(name, reason)
             if name in self.refusals:
                 raise ModelRefused(f"model {name!r} is refused: {self.refusals[name]}")
             return self._loaded[name]

@@ -147,3 +147,66 @@ class SilentServer:
         self.sock.close()
         for conn in self.held:
             conn.close()
+
+
+def start_serve(tmp_path: Path, env: dict | None = None) -> Server:
+    """The production server, `python serve.py --bind 127.0.0.1:<free port>`."""
+    port = free_port()
+    argv = [sys.executable, "serve.py", "--bind", f"127.0.0.1:{port}"]
+    return Server(argv, port, tmp_path / f"serve-{port}.log", env)
+
+
+def children(pid: int) -> list[int]:
+    """PIDs whose parent is `pid` (gunicorn's workers, for its master)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def rss_kib(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total
+
+
+def raw_request(port: int, data: bytes, half_close: bool = False, timeout: float = 10) -> bytes:
+    """Send raw bytes, return the raw answer (until the server closes or goes quiet)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        try:
+            while b"\r\n\r\n" not in answer or len(answer) < _expected_length(answer):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                answer += chunk
+        except TimeoutError:
+            pass
+        return answer
+
+
+def _expected_length(answer: bytes) -> int:
+    head, _, _ = answer.partition(b"\r\n\r\n")
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            return len(head) + 4 + int(line.split(b":")[1])
+    return len(answer) + 1
+
+
+def parse_raw(answer: bytes) -> tuple[int, dict, bytes]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+    return int(lines[0].split()[1]), {k.lower(): v for k, v in headers.items()}, body

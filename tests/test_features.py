@@ -90,6 +90,7 @@ def test_regressor_answers_numbers_without_probabilities():
     ([float("inf"), 3, 5, 2], "received Infinity"),
     ([-float("inf"), 3, 5, 2], "received -Infinity"),
     ([None, 3, 5, 2], "model 'iris' does not accept missing values"),
+    ([10**400, 3, 5, 2], "received 1000000000000000000000000000000000000... (a number)"),
     ([[1, 2], 3, 4, 5], "features mixes rows, records and single values"),
     ([[[1, 2, 3, 4]]], "row 0 has 1 value(s)"),
     ([[[1], 2, 3, 4]], "column 'sepal_length': received a list of 1 item(s)"),

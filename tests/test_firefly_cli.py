@@ -129,6 +129,6 @@ def test_a_misconfigured_server_says_so_without_details(tmp_path):
         response = post(server.url + "/predict", json.dumps({"features": GOOD_ROW}))
         assert response.status_code == 500
         assert response.json() == {"error": "the server is misconfigured; see its log"}
-        assert "MODELFLY_MAX_ROWS='lots' must be a positive integer" in server.log.read_text()
+        assert "MODELFLY_MAX_ROWS='lots' must be a positive int" in server.log.read_text()
     finally:
         server.stop()

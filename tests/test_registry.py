@@ -155,7 +155,7 @@ print(len(calls), len(answers), answers[0])
 
 
 def test_config_is_validated_with_the_variable_named(tmp_path):
-    with pytest.raises(ConfigError, match="MODELFLY_MAX_ROWS='many' must be a positive integer"):
+    with pytest.raises(ConfigError, match="MODELFLY_MAX_ROWS='many' must be a positive int"):
         Settings.from_env({"MODELFLY_MAX_ROWS": "many"})
     with pytest.raises(ConfigError, match="MODELFLY_MAX_ROWS='0'"):
         Settings.from_env({"MODELFLY_MAX_ROWS": "0"})

@@ -1,0 +1,61 @@
+"""Prometheus metrics of the production server, correct across gunicorn's worker processes.
+
+With PROMETHEUS_MULTIPROC_DIR set (serve.py sets it before gunicorn starts), every process
+writes its samples to files there and `/metrics` adds them up; without it, the numbers are
+this process's alone.
+"""
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                   5.0)
+
+
+class Metrics:
+    """The server's metrics; `observe_request` per request, `exposition` for GET /metrics."""
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        own = None if self.multiprocess else CollectorRegistry()
+        self.requests = Counter("modelfly_http_requests", "HTTP requests answered",
+                                ["route", "method", "status"], registry=own)
+        self.latency = Histogram("modelfly_http_request_duration_seconds",
+                                 "Time to answer a request", ["route"],
+                                 buckets=LATENCY_BUCKETS, registry=own)
+        self.in_flight = Gauge("modelfly_http_requests_in_flight", "Requests being answered",
+                               multiprocess_mode="livesum", registry=own)
+        self.load_seconds = Gauge("modelfly_model_load_seconds",
+                                  "Seconds the last load and check of a model took", ["model"],
+                                  multiprocess_mode="max", registry=own)
+        self.load_failures = Counter("modelfly_model_load_failures",
+                                     "Models refused by their checks", ["model"], registry=own)
+        self._own = own
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        self.requests.labels(route, method, str(status)).inc()
+        self.latency.labels(route).observe(seconds)
+
+    def model_loaded(self, name: str, seconds: float) -> None:
+        self.load_seconds.labels(name).set(seconds)
+
+    def model_refused(self, name: str, reason: str) -> None:
+        self.load_failures.labels(name).inc()
+
+    def exposition(self) -> bytes:
+        if self.multiprocess:
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return generate_latest(registry)
+        return generate_latest(self._own)

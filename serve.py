@@ -1,0 +1,135 @@
+"""The production server: the Firefly app of firefly.yml, behind the guard, run by gunicorn.
+
+    python serve.py --bind 127.0.0.1:8000
+
+checks the configuration, then becomes gunicorn (same PID, so signals reach it) with
+gunicorn.conf.py: several worker processes sharing the preloaded model, the default model
+loaded and checked before the port opens. `serve:app` is the WSGI app, for any WSGI server.
+Settings: config.py (MODELFLY_*), gunicorn.conf.py (WEB_CONCURRENCY and the worker).
+"""
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from config import ConfigError, ServerSettings, Settings, read_config
+from registry import Registry
+
+ROOT = Path(__file__).resolve().parent
+log = logging.getLogger("modelfly")
+
+
+def build_firefly_app(config_path: Path):
+    """Firefly's own app with the functions of a Firefly config, built without importing
+    firefly.main (which configures logging and reads the environment when imported)."""
+    from firefly.app import Firefly
+
+    app = Firefly()
+    for name, spec in read_config(config_path)["functions"].items():
+        module, function = spec["function"].rsplit(".", 1)
+        app.add_route(spec.get("path") or "/" + name,
+                      getattr(importlib.import_module(module), function), name)
+    return app
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and the record's `fields`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+                + f".{int(record.msecs):03d}Z", "level": record.levelname.lower(),
+                "logger": record.name, "message": record.getMessage(),
+                **getattr(record, "fields", {})}
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line)
+
+
+def setup_logging() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("modelfly")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+def create_app():
+    """The guarded WSGI app; loads and checks the default model now, so a preloading server
+    is ready before it opens its port."""
+    import predict
+    from errors import ModelflyError
+    from guard import Guard
+    from metrics import Metrics
+
+    setup_logging()
+    settings = ServerSettings.from_env()
+    models = predict.registry()
+    metrics = Metrics()
+    models.on_load, models.on_refusal = metrics.model_loaded, metrics.model_refused
+    firefly_app = build_firefly_app(settings.config_path)
+    functions = {path: f.name for path, f in firefly_app.mapping.items() if path != "/"}
+
+    def ready() -> tuple[bool, object]:
+        name = models.settings.default_model
+        try:
+            loaded = models.get(name)
+        except ModelflyError as refusal:
+            return False, str(refusal)
+        return True, {"status": "ready", "model": name, "version": loaded.card["version"]}
+
+    ok, details = ready()
+    log.info("auth is %s", "on" if settings.token else
+             "OFF: anyone who can reach this port can call the model; set MODELFLY_TOKEN")
+    log.info("default model %s", "ready" if ok else f"NOT ready: {details}")
+    return Guard(firefly_app, functions, settings, ready, metrics)
+
+
+def __getattr__(name: str):
+    # `serve:app` for WSGI servers, built on first access rather than at import.
+    if name == "app":
+        globals()["app"] = create_app()
+        return globals()["app"]
+    raise AttributeError(name)
+
+
+def prepare_environment(env: dict) -> None:
+    """Defaults the server process needs before gunicorn starts."""
+    # One BLAS thread per worker: the workers already use the cores.
+    for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.setdefault(variable, "1")
+    # Metrics are summed across worker processes through files in this directory.
+    directory = env.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        shutil.rmtree(directory, ignore_errors=True)
+        os.makedirs(directory)
+    else:
+        env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="modelfly-metrics-")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Run modelfly's production server.")
+    parser.add_argument("--bind", default=os.environ.get("MODELFLY_BIND", "127.0.0.1:8000"),
+                        help="host:port to listen on (env MODELFLY_BIND; default %(default)s)")
+    args = parser.parse_args(argv)
+    try:
+        Registry(Settings.from_env())  # checks the default model is there too
+        ServerSettings.from_env()
+    except ConfigError as error:
+        sys.exit(f"modelfly: configuration error: {error}")
+    prepare_environment(os.environ)
+    os.chdir(ROOT)
+    os.execv(sys.executable, [sys.executable, "-m", "gunicorn", "--config",
+                              str(ROOT / "gunicorn.conf.py"), "--bind", args.bind,
+                              "serve:create_app()"])
+
+
+if __name__ == "__main__":
+    main()
