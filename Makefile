@@ -1,6 +1,7 @@
 # make run   - install the runtime into .venv and serve the default model on 127.0.0.1:5000
 # make test  - install the dev requirements into .venv and run lint and the whole test suite
-# PYTHON and VENV choose the interpreter and the virtualenv (e.g. PYTHON=python3.13 VENV=.venv-3.13).
+# PYTHON and VENV choose the interpreter and the virtualenv (e.g. PYTHON=python3.13 VENV=.venv-3.13);
+# PYTEST_ARGS is passed to pytest (e.g. PYTEST_ARGS='-m "not load"' skips the load tests).
 PYTHON ?= python3
 VENV ?= .venv
 BIND ?= 127.0.0.1:5000
@@ -22,7 +23,7 @@ run: $(VENV)/.runtime
 
 test: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 train: $(VENV)/.dev
 	$(VENV)/bin/python train.py

@@ -10,7 +10,7 @@ import math
 
 from firefly.app import HTTPError
 
-JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+JSON_CONTENT_TYPE = "application/json"  # as Firefly sends it; JSON is UTF-8 by definition
 
 
 class ModelflyError(HTTPError):

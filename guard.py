@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from config import ServerSettings
+from errors import JSON_CONTENT_TYPE
 from metrics import Metrics
 
 log = logging.getLogger("modelfly")
@@ -29,7 +30,7 @@ REASONS = {200: "OK", 204: "No Content", 400: "Bad Request", 401: "Unauthorized"
            408: "Request Timeout", 413: "Payload Too Large", 415: "Unsupported Media Type",
            422: "Unprocessable Entity", 500: "Internal Server Error",
            503: "Service Unavailable"}
-JSON = ("Content-Type", "application/json")
+JSON = ("Content-Type", JSON_CONTENT_TYPE)
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 PROBES = ("/health", "/ready")
 

@@ -16,6 +16,35 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 GOOD_ROW = [5.9, 3.0, 5.1, 1.8]
 
+# Caller mistakes in a predict body, the status they get and part of the error message.
+BAD_REQUESTS = [
+    # (body, status, part of the error message)
+    ('{"features": [5.9, 3.0, 5.1]}', 400, "row 0 has 3 value(s); expected 4"),
+    ('{"features": [5.9, 3.0, 5.1, 1.8, 0.2]}', 400, "row 0 has 5 value(s)"),
+    ('{"features": [[5.9, 3.0, 5.1, 1.8], [1, 2]]}', 400, "row 1 has 2 value(s)"),
+    ('{"features": {"sepal_length": 5.9, "colour": 1}}', 400, "unknown column(s) 'colour'"),
+    ('{"features": {"sepal_length": 5.9}}', 400, "missing column(s) 'sepal_width'"),
+    ('{"features": [5.9, "wide", 5.1, 1.8]}', 400, 'received "wide" (a string)'),
+    ('{"features": [NaN, 3.0, 5.1, 1.8]}', 400, "received NaN; expected a finite number"),
+    ('{"features": [Infinity, 3.0, 5.1, 1.8]}', 400, "received Infinity"),
+    ('{"features": [1e400, 3.0, 5.1, 1.8]}', 400, "received Infinity"),
+    ('{"features": [null, 3.0, 5.1, 1.8]}', 400, "does not accept missing values"),
+    ('{"features": []}', 400, "features is an empty list"),
+    ('{"features": "5.9,3.0,5.1,1.8"}', 400, "received \"5.9,3.0,5.1,1.8\" (a string)"),
+    ('{"features": [[1, 2, 3, 4], 5]}', 400, "mixes rows, records and single values"),
+    ('{"features": [' + ",".join(["[1,2,3,4]"] * 10_001) + "]}", 413,
+     "received 10001 rows; at most 10000"),
+    ('{"features": [5.9, 3.0, 5.1, 1.8], "model": "tulips"}', 404, "unknown model \"tulips\""),
+    ('{"features": [5.9, 3.0, 5.1, 1.8], "model": "../models/iris"}', 404, "available models"),
+    ('{"features": [5.9, 3.0, 5.1, 1.8], "model": 7}', 404, "unknown model 7 (a number)"),
+    # Firefly's own checks, before our function runs: not an object, unknown/missing arguments.
+    ("[5.9, 3.0, 5.1, 1.8]", 422, "must be a mapping, not list"),
+    ('"features"', 422, "must be a mapping, not str"),
+    ('{"features": [5.9, 3.0, 5.1, 1.8], "colour": "red"}', 422, "unexpected keyword argument"),
+    ("{}", 422, "missing a required argument: 'features'"),
+    ('{"features": [5.9, 3.0', 400, "Expecting"),
+]
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -167,6 +196,16 @@ def children(pid: int) -> list[int]:
                 continue
             if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
                 found.append(int(entry.name))
+    return found
+
+
+def workers(server: Server, count: int = 2, timeout: float = 30) -> list[int]:
+    """gunicorn's worker PIDs, once `count` of them run."""
+    deadline = time.monotonic() + timeout
+    while len(found := children(server.process.pid)) < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{count} workers did not start: {found}")
+        time.sleep(0.05)
     return found
 
 

@@ -15,12 +15,12 @@ import yaml
 from helpers import (
     GOOD_ROW,
     ROOT,
-    children,
     parse_raw,
     post,
     raw_request,
     start_firefly,
     start_serve,
+    workers,
 )
 
 from client import ModelClient
@@ -214,8 +214,7 @@ def metric(text: str, name: str, **labels: str) -> float:
 
 
 def test_metrics_add_up_across_workers(prod):
-    master = prod.process.pid
-    assert len(children(master)) == 2
+    assert len(workers(prod)) == 2
     before = requests.get(prod.url + "/metrics", timeout=10).text
     count = metric(before, "modelfly_http_requests_total", route="/predict", method="POST",
                    status="200")
