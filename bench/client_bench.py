@@ -4,8 +4,9 @@
     python bench/client_bench.py --calls 100   # a quick smoke
 
 Clients: ModelClient (one keep-alive Session), firefly.Client (a new connection per call) and a
-bare `requests.post` per call. Servers: the Firefly CLI (HTTP/1.0: it closes every connection)
-and the bare Firefly app under gunicorn gthread (keeps connections alive).
+bare `requests.post` per call. Servers: modelfly's production server (`python serve.py`), the
+bare Firefly app under gunicorn gthread (both keep connections alive) and the Firefly CLI
+(HTTP/1.0: it closes every connection).
 """
 
 import argparse
@@ -19,7 +20,7 @@ import firefly
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.servers import firefly_cli, firefly_gunicorn  # noqa: E402
+from bench.servers import firefly_cli, firefly_gunicorn, production  # noqa: E402
 from client import ModelClient  # noqa: E402
 
 ROW = [5.9, 3.0, 5.1, 1.8]
@@ -65,7 +66,7 @@ def main() -> None:
     print(f"{args.calls} sequential one-row iris predictions per client\n")
     print("| server | client | calls/s | p50 ms | p99 ms | vs firefly.Client |")
     print("|---|---|---:|---:|---:|---:|")
-    for start in (firefly_gunicorn, firefly_cli):
+    for start in (production, firefly_gunicorn, firefly_cli):
         server = start()
         try:
             results = measure(clients(server.url), args.calls)

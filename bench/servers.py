@@ -64,3 +64,10 @@ def firefly_gunicorn(workers: int = 2, threads: int = 4) -> Running:
             "-k", "gthread", "-w", str(workers), "--threads", str(threads),
             "-b", f"127.0.0.1:{port}", "firefly_app:app"]
     return Running(f"Firefly app, gunicorn gthread {workers}x{threads}", argv, port)
+
+
+def production() -> Running:
+    """modelfly's production server, `python serve.py`."""
+    port = free_port()
+    return Running("modelfly serve.py", [sys.executable, "serve.py", "--bind",
+                                         f"127.0.0.1:{port}"], port)
