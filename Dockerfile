@@ -1,0 +1,28 @@
+# modelfly: the production server (python serve.py) with the shipped models.
+#   docker build -t modelfly . && docker run -p 5000:5000 modelfly
+# BASE_IMAGE is the official slim Python image; a test passes a local stand-in where no
+# registry can be reached.
+ARG BASE_IMAGE=python:3.11-slim
+
+FROM ${BASE_IMAGE} AS build
+COPY requirements.txt /tmp/requirements.txt
+RUN python3 -m venv /opt/venv \
+    && /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt
+
+FROM ${BASE_IMAGE}
+RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin modelfly
+COPY --from=build /opt/venv /opt/venv
+WORKDIR /app
+COPY config.py errors.py features.py firefly.yml guard.py gunicorn.conf.py metrics.py predict.py registry.py serve.py ./
+COPY models/ models/
+# Configuration is by environment: MODELFLY_TOKEN, MODELFLY_MAX_BODY_BYTES, WEB_CONCURRENCY...
+# (README, "Running in production"). The image listens on all interfaces, port 5000.
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    MODELFLY_BIND=0.0.0.0:5000
+USER 10001
+EXPOSE 5000
+HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; port = os.environ['MODELFLY_BIND'].rsplit(':', 1)[1]; urllib.request.urlopen(f'http://127.0.0.1:{port}/health', timeout=2)"]
+CMD ["python", "serve.py"]

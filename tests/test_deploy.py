@@ -1,0 +1,70 @@
+"""The deployment files: Kubernetes manifests validated offline against the Kubernetes schemas
+(kubernetes-validate, strict), their promises checked, and the Procfile's command run."""
+
+import os
+import re
+
+import kubernetes_validate
+import pytest
+import requests
+import yaml
+from helpers import GOOD_ROW, ROOT, Server, free_port
+
+from predict import predict
+
+DEPLOY = ROOT / "deploy"
+MANIFESTS = sorted(DEPLOY.glob("*.yaml"))
+
+
+def load(name: str) -> dict:
+    return yaml.safe_load((DEPLOY / name).read_text())
+
+
+@pytest.mark.parametrize("path", MANIFESTS, ids=[p.name for p in MANIFESTS])
+@pytest.mark.parametrize("version", ["1.30.0", "1.37.0"])
+def test_manifests_are_valid_kubernetes(path, version):
+    for document in yaml.safe_load_all(path.read_text()):
+        kubernetes_validate.validate(document, version, strict=True)
+
+
+def test_the_deployment_keeps_its_promises():
+    deployment = load("deployment.yaml")
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert deployment["spec"]["replicas"] == 2
+    assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health"
+    assert set(container["resources"]) == {"requests", "limits"}
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 10001  # the Dockerfile's USER
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+    token = next(e for e in container["env"] if e["name"] == "MODELFLY_TOKEN")
+    assert token["valueFrom"]["secretKeyRef"] == {"name": "modelfly-token", "key": "token"}
+    assert container["ports"][0]["containerPort"] == 5000  # the Dockerfile's EXPOSE
+    assert "EXPOSE 5000" in (ROOT / "Dockerfile").read_text()
+
+
+def test_service_and_autoscaler_point_at_the_deployment():
+    service, hpa = load("service.yaml"), load("hpa.yaml")
+    assert service["spec"]["selector"] == load("deployment.yaml")["spec"]["selector"][
+        "matchLabels"]
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "modelfly"
+    assert hpa["spec"]["minReplicas"] == 2
+    assert hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"
+
+
+def test_the_procfile_web_command_serves(tmp_path):
+    line = (ROOT / "Procfile").read_text().strip()
+    command = re.fullmatch(r"web: (.+)", line).group(1)
+    port = free_port()
+    # As a platform runs it, but on loopback: the platform's router is the only way in there.
+    command = command.replace("0.0.0.0", "127.0.0.1")
+    env = {"PORT": str(port), "PATH": f"{os.path.dirname(os.sys.executable)}:{os.environ['PATH']}"}
+    server = Server(["bash", "-c", f"exec env {command}"], port, tmp_path / "procfile.log",
+                    env=env)
+    try:
+        answer = requests.post(server.url + "/predict", json={"features": GOOD_ROW}, timeout=10)
+        assert answer.json() == predict(GOOD_ROW)
+    finally:
+        server.stop()
