@@ -15,6 +15,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from http import HTTPStatus
 from typing import Any
 
 from config import ServerSettings
@@ -25,11 +26,6 @@ log = logging.getLogger("modelfly")
 access_log = logging.getLogger("modelfly.access")
 
 Answer = tuple[int, list[tuple[str, str]], bytes]
-REASONS = {200: "OK", 204: "No Content", 400: "Bad Request", 401: "Unauthorized",
-           403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
-           408: "Request Timeout", 413: "Payload Too Large", 415: "Unsupported Media Type",
-           422: "Unprocessable Entity", 500: "Internal Server Error",
-           503: "Service Unavailable"}
 JSON = ("Content-Type", JSON_CONTENT_TYPE)
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 PROBES = ("/health", "/ready")
@@ -76,7 +72,7 @@ class Guard:
         finally:
             self.metrics.in_flight.dec()
         headers = [*headers, ("X-Request-ID", request_id), *self._cors(environ)]
-        start_response(f"{status} {REASONS.get(status, '')}".strip(),
+        start_response(f"{status} {HTTPStatus(status).phrase}",
                        [*headers, ("Content-Length", str(len(body)))])
         seconds = time.perf_counter() - started
         self.metrics.observe_request(route, method, status, seconds)

@@ -2,27 +2,10 @@
 
     gunicorn --pythonpath .,bench/baselines -k gthread --threads 4 firefly_app:app
 
-What a user gets by putting Firefly's own app behind gunicorn, with none of modelfly's
-production server around it. Built here rather than through `firefly.main`, which configures
-logging and reads the environment when imported.
+What a user gets by putting Firefly's own app behind gunicorn: the same functions and routes as
+modelfly's production server, with none of its guard, metrics or tuning around them.
 """
 
-import importlib
-from pathlib import Path
+from serve import ROOT, build_firefly_app
 
-import yaml
-from firefly.app import Firefly
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def build(config: Path = ROOT / "firefly.yml") -> Firefly:
-    app = Firefly()
-    for name, spec in yaml.safe_load(config.read_text())["functions"].items():
-        module, function = spec["function"].rsplit(".", 1)
-        app.add_route(spec.get("path", "/" + name), getattr(importlib.import_module(module),
-                                                             function), name)
-    return app
-
-
-app = build()
+app = build_firefly_app(ROOT / "firefly.yml")
