@@ -5,6 +5,8 @@
 | MODELFLY_MODELS_DIR     | `models/` beside this file    | where `<name>.joblib` + cards live   |
 | MODELFLY_DEFAULT_MODEL  | `iris`                        | the model used when none is named    |
 | MODELFLY_MAX_ROWS       | `10000`                       | most rows one request may carry      |
+| MODELFLY_BATCH_MAX_ROWS | `1000`                        | most rows in one coalesced model call |
+| MODELFLY_BATCH_WAIT_MS  | `0`                           | extra wait for a batch to fill (ms)  |
 """
 
 import os
@@ -24,6 +26,8 @@ class Settings:
     models_dir: Path = DEFAULT_MODELS_DIR
     default_model: str = "iris"
     max_rows: int = 10_000
+    batch_max_rows: int = 1000
+    batch_wait_ms: float = 0.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "Settings":
@@ -33,7 +37,11 @@ class Settings:
             raise ConfigError(f"MODELFLY_MODELS_DIR={str(models_dir)!r} is not a directory")
         default_model = env.get("MODELFLY_DEFAULT_MODEL") or cls.default_model
         max_rows = _positive(env, "MODELFLY_MAX_ROWS", cls.max_rows, int)
-        return cls(models_dir=models_dir, default_model=default_model, max_rows=max_rows)
+        batch_max_rows = _positive(env, "MODELFLY_BATCH_MAX_ROWS", cls.batch_max_rows, int)
+        wait = env.get("MODELFLY_BATCH_WAIT_MS") or "0"
+        batch_wait_ms = _positive(env, "MODELFLY_BATCH_WAIT_MS", 1, float) if wait != "0" else 0.0
+        return cls(models_dir=models_dir, default_model=default_model, max_rows=max_rows,
+                   batch_max_rows=batch_max_rows, batch_wait_ms=batch_wait_ms)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
 
+from batching import gevent_running
 from config import ServerSettings
 from errors import JSON_CONTENT_TYPE
 from metrics import Metrics
@@ -177,14 +178,6 @@ class Guard:
                 ("Access-Control-Max-Age", "600"), ("Vary", "Origin")]
 
 
-def _gevent_active() -> bool:
-    try:
-        from gevent import monkey
-    except ImportError:
-        return False
-    return monkey.is_module_patched("socket")
-
-
 class _Sent(list):
     """The response body. Its close(), called by the server once the body is sent, lets
     other connections run under gevent before this one reads its next request: a client that
@@ -192,7 +185,7 @@ class _Sent(list):
     (measured at concurrency 16: p99 230 ms before, 50 ms after)."""
 
     def close(self) -> None:
-        if _gevent_active():
+        if gevent_running():
             import gevent
 
             gevent.sleep(0)
@@ -202,7 +195,7 @@ class _Sent(list):
 def _read_deadline(seconds: float):
     """Bound the body read. Under gevent (our gunicorn worker) a slow sender is cut off here;
     other servers apply their own socket timeouts."""
-    if not _gevent_active():
+    if not gevent_running():
         yield
         return
     from gevent import Timeout

@@ -41,6 +41,9 @@ class Metrics:
                                   multiprocess_mode="max", registry=own)
         self.load_failures = Counter("modelfly_model_load_failures",
                                      "Models refused by their checks", ["model"], registry=own)
+        self.batch_requests = Histogram("modelfly_batch_requests",
+                                        "Requests answered by one model call (micro-batching)",
+                                        buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=own)
         self._own = own
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:

@@ -54,7 +54,7 @@ def predict(features: Any, model: str | None = None) -> dict:
     loaded = models.get(models.resolve(model))
     rows = to_rows(features, loaded.card, models.settings.max_rows)
     try:
-        return loaded.answer(rows)
+        return models.answer(loaded, rows)
     except Exception as error:
         log.exception("model %r failed on %d row(s)", loaded.card["name"], len(rows))
         raise ServerFault(

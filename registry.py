@@ -23,6 +23,7 @@ import joblib
 import numpy
 import sklearn
 
+from batching import Batcher, gevent_running
 from config import ConfigError, Settings
 from errors import ModelNotFound, ModelRefused, describe
 from features import Row, feature_names, to_rows
@@ -143,7 +144,9 @@ class Registry:
         # Told of each load and refusal, e.g. by the server's metrics.
         self.on_load: Callable[[str, float], None] | None = None
         self.on_refusal: Callable[[str, str], None] | None = None
+        self.on_batch: Callable[[int], None] | None = None
         self._loaded: dict[str, LoadedModel] = {}
+        self._batchers: dict[str, Batcher] = {}
         self._locks = {name: threading.Lock() for name in self.names}
 
     def resolve(self, name: Any) -> str:
@@ -184,6 +187,17 @@ class Registry:
             if name in self.refusals:
                 raise ModelRefused(f"model {name!r} is refused: {self.refusals[name]}")
             return self._loaded[name]
+
+    def answer(self, model: LoadedModel, rows: list[Row]) -> dict:
+        """The model's answer for checked rows: under gevent (the production server) through
+        the model's micro-batcher, so concurrent requests share model calls; else directly."""
+        if not gevent_running():
+            return model.answer(rows)
+        name = model.card["name"]
+        if name not in self._batchers:
+            self._batchers[name] = Batcher(model, self.settings.batch_max_rows,
+                                           self.settings.batch_wait_ms / 1000, self.on_batch)
+        return self._batchers[name].answer(rows)
 
     def _load(self, name: str) -> tuple[LoadedModel | None, str | None]:
         """The loaded model, or None and the reason it is refused."""

@@ -75,6 +75,7 @@ def create_app():
     models = predict.registry()
     metrics = Metrics()
     models.on_load, models.on_refusal = metrics.model_loaded, metrics.model_refused
+    models.on_batch = metrics.batch_requests.observe
     firefly_app = build_firefly_app(settings.config_path)
     functions = {path: f.name for path, f in firefly_app.mapping.items() if path != "/"}
 

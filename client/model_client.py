@@ -96,13 +96,21 @@ class ModelClient:
     def _call(self, path: str, payload: dict) -> dict:
         url = self.url + path
         body = json.dumps(payload, default=_plain_scalar)
-        try:
-            response = self.session.post(url, data=body, timeout=self.timeout,
-                                         headers={"Content-Type": "application/json"})
-        except requests.RequestException as error:
-            what = _what_happened(error, self.timeout, self.retries)
-            raise Unavailable(f"POST {url}: {what}") from error
-        return _answer(response, url)
+        for attempt in range(self.retries + 1):
+            try:
+                response = self.session.post(url, data=body, timeout=self.timeout,
+                                             headers={"Content-Type": "application/json"})
+                return _answer(response, url)
+            except requests.exceptions.ChunkedEncodingError as error:
+                # An answer cut off mid-body (a worker killed while sending it): urllib3's
+                # Retry has handed the response over by then, so this one case retries here.
+                if attempt == self.retries:
+                    what = _what_happened(error, self.timeout, self.retries)
+                    raise Unavailable(f"POST {url}: {what}") from error
+            except requests.RequestException as error:
+                what = _what_happened(error, self.timeout, self.retries)
+                raise Unavailable(f"POST {url}: {what}") from error
+        raise AssertionError("unreachable")  # the loop returns or raises
 
 
 def to_plain(features: Any) -> Any:
@@ -153,6 +161,8 @@ def _what_happened(error: requests.RequestException, timeout: Any, retries: int)
         what = errno.group(1).strip().lower()
     elif "RemoteDisconnected" in str(error) or "aborted" in str(error):
         what = "the server closed the connection without answering"
+    elif isinstance(error, requests.exceptions.ChunkedEncodingError):
+        what = "the answer broke off before its end"
     else:
         what = type(error).__name__
     return f"{what} (after {retries} retries)" if retries else what

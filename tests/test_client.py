@@ -137,6 +137,22 @@ def test_a_truncated_answer_is_unavailable_not_a_raw_exception():
         broken.stop()
 
 
+def test_an_answer_cut_off_mid_body_is_retried():
+    server = LittleServer(answer={"predictions": ["ok"]}, truncate_first=2)
+    try:
+        answer = ModelClient(server.url, retries=2, backoff=0.01).predict(GOOD_ROW)
+        assert answer == {"predictions": ["ok"]} and server.requests == 3
+    finally:
+        server.stop()
+    server = LittleServer(answer={"predictions": ["ok"]}, truncate_first=5)
+    try:
+        with pytest.raises(Unavailable, match="the answer broke off before its end"):
+            ModelClient(server.url, retries=2, backoff=0.01).predict(GOOD_ROW)
+        assert server.requests == 3
+    finally:
+        server.stop()
+
+
 def test_retries_ride_out_503s():
     server = LittleServer(answer={"predictions": ["ok"]}, fail_first=2, fail_status=503)
     try:

@@ -17,6 +17,7 @@ from helpers import (
     BAD_REQUESTS,
     GOOD_ROW,
     children,
+    close_answers,
     parse_raw,
     post,
     raw_request,
@@ -215,8 +216,9 @@ def test_load_20000_requests_at_concurrency_32(prod):
     with ModelClient(prod.url) as client:
         results, seconds = run_load(prod.url, rows, 32, client)
     errors = [r for _, r in results if isinstance(r, Exception)]
-    wrong = [i for i, r in results if not isinstance(r, Exception) and not same_answer(
-        r, expected["predictions"][i], expected["probabilities"][i])]
+    wrong = [i for i, r in results if not isinstance(r, Exception) and not close_answers(r, {
+        **r, "predictions": [expected["predictions"][i]],
+        "probabilities": [expected["probabilities"][i]]})]
     time.sleep(0.5)
     server_errors = [line for line in prod.log.read_text().splitlines()[log_lines:]
                      if '"status": 5' in line]
@@ -224,14 +226,6 @@ def test_load_20000_requests_at_concurrency_32(prod):
           f"({len(rows) / seconds:.0f} req/s), {len(errors)} errors, {len(wrong)} wrong, "
           f"{len(server_errors)} server 5xx")
     assert errors == [] and wrong == [] and server_errors == []
-
-
-def same_answer(answer: dict, prediction: str, probabilities: dict) -> bool:
-    """One row's answer equals the in-process one (probabilities to 1e-12: a 20,000-row
-    in-process batch and a one-row request may round the last bit differently)."""
-    got = answer["probabilities"][0]
-    return answer["predictions"] == [prediction] and got.keys() == probabilities.keys() and all(
-        abs(got[k] - probabilities[k]) <= 1e-12 for k in got)
 
 
 @pytest.mark.load
@@ -281,7 +275,7 @@ def test_threads_do_not_mix_up_callers_across_models(prod):
     def one(call):
         body, want = call
         got = session.post(prod.url + "/predict", json=body, timeout=30).json()
-        if got != want:
+        if not close_answers(got, want):
             with lock:
                 wrong.append(body)
 

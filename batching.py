@@ -1,0 +1,97 @@
+"""Adaptive micro-batching: concurrent predictions for one model, in one worker, share one
+model call.
+
+Under the production server's gevent workers, the first request to arrive leads: it lets the
+event loop go round once (every request already read joins in), takes all waiting requests
+up to `max_rows`, and answers them with one call of the estimator; each caller gets back its
+own rows. A lone request pays for one loop turn only. Requests that arrive while the model
+runs queue up and form the next batch. Outside gevent (a notebook, the Firefly CLI) there is
+nothing to coalesce and the model is called directly.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+
+class _Waiting:
+    __slots__ = ("rows", "answer", "error", "done")
+
+    def __init__(self, rows: list, done: Any) -> None:
+        self.rows, self.answer, self.error, self.done = rows, None, None, done
+
+
+class Batcher:
+    """Coalesces `answer` calls for one model; safe under gevent's cooperative scheduling."""
+
+    def __init__(self, model: Any, max_rows: int, max_wait: float,
+                 on_batch: Callable[[int], None] | None = None) -> None:
+        """model: a registry.LoadedModel; max_wait: seconds the leader waits for more;
+        on_batch: told how many requests each model call answered."""
+        self.model, self.max_rows, self.max_wait = model, max_rows, max_wait
+        self.on_batch = on_batch
+        self.queue: list[_Waiting] = []
+
+    def answer(self, rows: list) -> dict:
+        from gevent.event import Event
+
+        waiting = _Waiting(rows, Event())
+        self.queue.append(waiting)
+        if len(self.queue) == 1:
+            self._lead()
+        while waiting.answer is None and waiting.error is None:
+            waiting.done.wait()
+            if waiting.answer is None and waiting.error is None and self.queue[:1] == [waiting]:
+                self._lead()  # the previous batch was full: this one leads the next
+        if waiting.error is not None:
+            raise waiting.error
+        return waiting.answer
+
+    def _lead(self) -> None:
+        import gevent
+
+        gevent.idle()  # every request already received gets to join
+        if self.max_wait > 0:
+            gevent.sleep(self.max_wait)
+        batch, taken = [], 0
+        while self.queue and (not batch or taken + len(self.queue[0].rows) <= self.max_rows):
+            batch.append(self.queue.pop(0))
+            taken += len(batch[-1].rows)
+        try:
+            self._run(batch)
+        finally:
+            for waiting in batch:
+                waiting.done.set()
+            if self.queue:  # more came while the model ran: wake the next leader
+                self.queue[0].done.set()
+
+    def _run(self, batch: list[_Waiting]) -> None:
+        if self.on_batch:
+            self.on_batch(len(batch))
+        try:
+            together = self.model.answer([row for waiting in batch for row in waiting.rows])
+        except Exception as error:
+            if len(batch) == 1:
+                batch[0].error = error
+                return
+            # The shared call failed: answer each alone, so a failure stays its own.
+            for waiting in batch:
+                try:
+                    waiting.answer = self.model.answer(waiting.rows)
+                except Exception as own_error:
+                    waiting.error = own_error
+            return
+        start = 0
+        for waiting in batch:
+            end = start + len(waiting.rows)
+            waiting.answer = {key: value[start:end] if isinstance(value, list) else value
+                              for key, value in together.items()}
+            start = end
+
+
+def gevent_running() -> bool:
+    """Whether this process runs under gevent (its socket module patched)."""
+    try:
+        from gevent import monkey
+    except ImportError:
+        return False
+    return monkey.is_module_patched("socket")
