@@ -71,3 +71,30 @@ def production() -> Running:
     port = free_port()
     return Running("modelfly serve.py", [sys.executable, "serve.py", "--bind",
                                          f"127.0.0.1:{port}"], port)
+
+
+def children_of(pid: int) -> list[int]:
+    """PIDs whose parent is `pid`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def pss_mib(pids: list[int]) -> float:
+    """Proportional set size of these processes together, MiB: shared pages counted once."""
+    total = 0
+    for pid in pids:
+        try:
+            text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        except OSError:
+            continue
+        total += int(next(line.split()[1] for line in text.splitlines()
+                          if line.startswith("Pss:")))
+    return total / 1024

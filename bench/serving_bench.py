@@ -1,0 +1,215 @@
+"""Serving benchmark: modelfly's production server against what users would pick instead.
+
+    python bench/serving_bench.py            # 10 s per measurement (about 8 minutes)
+    python bench/serving_bench.py --smoke    # 1 s per measurement, fewer of them (under 60 s)
+
+Starts, in this one run and on free loopback ports: (a) modelfly's production server
+(`python serve.py`), (b) the Firefly CLI, (c) a tutorial-style Flask app under gunicorn -w2,
+(d) the bare Firefly app under gunicorn -w2 (no guard, no batching); and measures the
+in-process limit. Load comes from wrk where it is installed, else a Python generator. Models:
+the shipped iris LogisticRegression, and a RandomForest of 100 trees trained here.
+"""
+
+import argparse
+import json
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.servers import BIN, ROOT, Running, children_of, free_port, pss_mib  # noqa: E402
+
+ROW = [5.9, 3.0, 5.1, 1.8]
+
+
+def rf_models_dir() -> Path:
+    """The shipped models plus `forest`, a RandomForest(100) on iris, in a temporary dir."""
+    from sklearn.datasets import load_iris
+    from sklearn.ensemble import RandomForestClassifier
+
+    from train import numeric_features, save_model
+
+    target = Path(tempfile.mkdtemp(prefix="modelfly-bench-models-"))
+    for path in (ROOT / "models").iterdir():
+        shutil.copy(path, target / path.name)
+    iris = load_iris()
+    forest = RandomForestClassifier(n_estimators=100, random_state=0, n_jobs=1).fit(
+        iris.data, iris.target_names[iris.target])
+    save_model(forest, name="forest", version="bench", out_dir=target,
+               features=numeric_features(["sepal_length", "sepal_width", "petal_length",
+                                          "petal_width"]),
+               golden_inputs=[ROW, [5.1, 3.5, 1.4, 0.2], [6.0, 2.7, 4.1, 1.3]],
+               data={"source": "sklearn.datasets.load_iris"}, metrics={})
+    return target
+
+
+def servers(models: Path, model: str) -> dict:
+    """How to start each server for `model`, as (argv, env)."""
+    env = {"MODELFLY_MODELS_DIR": str(models), "MODELFLY_DEFAULT_MODEL": model,
+           "MODELFLY_MAX_BODY_BYTES": str(8 << 20), "OPENBLAS_NUM_THREADS": "1"}
+    pythonpath = f"{ROOT},{ROOT / 'bench' / 'baselines'}"
+    return {
+        "modelfly": (lambda port: [sys.executable, "serve.py", "--bind", f"127.0.0.1:{port}"],
+                     env),
+        "Firefly CLI": (lambda port: [str(BIN / "firefly"), "-c", "firefly.yml", "--bind",
+                                      f"127.0.0.1:{port}"], env),
+        "Flask+gunicorn": (lambda port: [str(BIN / "gunicorn"), "-w", "2", "--pythonpath",
+                                         pythonpath, "-b", f"127.0.0.1:{port}",
+                                         "flask_app:app"],
+                           {**env, "BENCH_MODEL": str(models / f"{model}.joblib")}),
+        "Firefly+gunicorn": (lambda port: [str(BIN / "gunicorn"), "-w", "2", "--pythonpath",
+                                           pythonpath, "-b", f"127.0.0.1:{port}",
+                                           "firefly_app:app"], env),
+    }
+
+
+def load(url: str, body: bytes, concurrency: int, seconds: float) -> dict:
+    """req/s, p50 and p99 (ms) and errors of POSTing `body` for `seconds`."""
+    if shutil.which("wrk"):
+        return _wrk(url, body, concurrency, seconds)
+    return _python_load(url, body, concurrency, seconds)
+
+
+def _wrk(url: str, body: bytes, concurrency: int, seconds: float) -> dict:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(f"wrk.method = 'POST'\nwrk.body = {json.dumps(body.decode())}\n"
+                     "wrk.headers['Content-Type'] = 'application/json'\n")
+    out = subprocess.run(["wrk", "-t", str(min(concurrency, 2)), "-c", str(concurrency), "-d",
+                          f"{seconds}s", "--latency", "-s", script.name, url + "/predict"],
+                         capture_output=True, text=True, timeout=seconds + 60).stdout
+    Path(script.name).unlink()
+
+    def ms(label: str) -> float:
+        value, unit = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)$", out, re.M).groups()
+        return float(value) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
+
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sockets = re.search(r"Socket errors: (.*)", out)
+    return {"req/s": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+            "p50": ms("50"), "p99": ms("99"),
+            "errors": int(errors.group(1)) if errors else 0, "socket": bool(sockets)}
+
+
+def _python_load(url: str, body: bytes, concurrency: int, seconds: float) -> dict:
+    latencies, errors, lock = [], [0], threading.Lock()
+    deadline = time.monotonic() + seconds
+
+    def worker():
+        session = requests.Session()
+        while time.monotonic() < deadline:
+            started = time.perf_counter()
+            answer = session.post(url + "/predict", data=body, timeout=30,
+                                  headers={"Content-Type": "application/json"})
+            with lock:
+                latencies.append(time.perf_counter() - started)
+                errors[0] += answer.status_code != 200
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    latencies.sort()
+    return {"req/s": len(latencies) / seconds, "p50": statistics.median(latencies) * 1000,
+            "p99": latencies[int(len(latencies) * 0.99) - 1] * 1000, "errors": errors[0],
+            "socket": False}
+
+
+def in_process(model: str, models: Path, rows: int, seconds: float) -> dict:
+    """The limit: the estimator itself on a numpy array, no HTTP, no JSON."""
+    import joblib
+    import numpy as np
+
+    estimator = joblib.load(models / f"{model}.joblib")
+    X = np.array([ROW] * rows)
+    calls, deadline = 0, time.monotonic() + seconds
+    started = time.perf_counter()
+    while time.monotonic() < deadline:
+        estimator.predict(X)
+        calls += 1
+    return {"req/s": calls / (time.perf_counter() - started), "p50": 0.0, "p99": 0.0,
+            "errors": 0, "socket": False}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="1 s per measurement, fewer")
+    args = parser.parse_args()
+    seconds = 1 if args.smoke else 10
+    models = rf_models_dir()
+    cases = [("iris", 1, 1), ("iris", 1, 16), ("iris", 100, 16), ("iris", 10_000, 2),
+             ("forest", 1, 16)]
+    if args.smoke:
+        cases = [("iris", 1, 16), ("iris", 10_000, 2), ("forest", 1, 16)]
+    names = list(servers(models, "iris"))
+    results: dict = {}
+    memory: dict = {}
+    for model in dict.fromkeys(case[0] for case in cases):
+        for name, (argv, env) in servers(models, model).items():
+            port = free_port()
+            server = Running(f"{name}", argv(port), port, env)
+            try:
+                for case_model, rows, concurrency in cases:
+                    if case_model != model:
+                        continue
+                    body = json.dumps({"features": [ROW] * rows if rows > 1 else ROW}).encode()
+                    results[(model, rows, concurrency, name)] = load(server.url, body,
+                                                                     concurrency, seconds)
+                pids = [server.process.pid, *children_of(server.process.pid)]
+                memory[(model, name)] = (server.cold_start, pss_mib(pids))
+            finally:
+                server.stop()
+        for case_model, rows, concurrency in cases:
+            if case_model == model:
+                results[(model, rows, concurrency, "in-process")] = in_process(
+                    model, models, rows, min(seconds, 3))
+    print(f"wrk={'yes' if shutil.which('wrk') else 'no (Python load)'}, {seconds} s each; "
+          "ratios are modelfly's req/s over the baseline's\n")
+    print("| model | rows/req | conc. | server | req/s | rows/s | p50 ms | p99 ms | errors "
+          "| vs CLI | vs Flask | vs Firefly+gunicorn |")
+    print("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for model, rows, concurrency in cases:
+        ours = results[(model, rows, concurrency, "modelfly")]["req/s"]
+        for name in [*names, "in-process"]:
+            r = results[(model, rows, concurrency, name)]
+            ratios = " | ".join(
+                f"{ours / results[(model, rows, concurrency, b)]['req/s']:.2f}x"
+                if name == "modelfly" else "" for b in names[1:])
+            print(f"| {model} | {rows} | {concurrency} | {name} | {r['req/s']:,.0f} | "
+                  f"{r['req/s'] * rows:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} | "
+                  f"{r['errors']} | {ratios} |")
+    print("\n| model | server | cold start to first 200 (s) | PSS after load, all processes "
+          "(MiB) |")
+    print("|---|---|---:|---:|")
+    for (model, name), (cold, pss) in memory.items():
+        print(f"| {model} | {name} | {cold:.2f} | {pss:.0f} |")
+    print("\n| modelfly workers | workers' PSS after load (MiB) |")
+    print("|---:|---:|")
+    shared = {}
+    for workers in (1, 2):
+        argv, env = servers(models, "iris")["modelfly"]
+        port = free_port()
+        server = Running("modelfly", argv(port), port, {**env, "WEB_CONCURRENCY": str(workers)})
+        try:
+            load(server.url, json.dumps({"features": ROW}).encode(), 16, min(seconds, 3))
+            deadline = time.monotonic() + 20
+            while len(children_of(server.process.pid)) < workers and time.monotonic() < deadline:
+                time.sleep(0.1)
+            shared[workers] = pss_mib(children_of(server.process.pid))
+        finally:
+            server.stop()
+        print(f"| {workers} | {shared[workers]:.0f} |")
+    print(f"\ntwo workers' PSS / one worker's: {shared[2] / shared[1]:.2f}")
+    shutil.rmtree(models)
+
+
+if __name__ == "__main__":
+    main()
