@@ -34,6 +34,8 @@ log = logging.getLogger("modelfly")
 PUBLIC_CARD_KEYS = ("name", "version", "task", "estimator", "features", "missing_values",
                     "classes", "data", "metrics", "trained_with")
 GOLDEN_TOLERANCE = 1e-9
+ARGMAX_CLASSIFIERS = {"LogisticRegression", "RandomForestClassifier", "ExtraTreesClassifier",
+                      "DecisionTreeClassifier"}
 
 
 def library_versions() -> dict[str, str]:
@@ -70,17 +72,28 @@ class LoadedModel:
         self.estimator = estimator
         self.names = feature_names(card)
         self.classes = [str(c) for c in card.get("classes") or []]
+        final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
+        # For these, scikit-learn's predict is the class of highest probability, so one
+        # predict_proba call gives both answers (the golden check confirms it on each load).
+        self.label_is_argmax = type(final).__name__ in ARGMAX_CLASSIFIERS
 
     def answer(self, rows: list[Row]) -> dict:
         """Predict for rows already checked by `features.to_rows`; plain Python types only."""
         inputs = self._inputs(rows)
-        answer = {"model": self.card["name"], "version": self.card["version"],
-                  "predictions": self.estimator.predict(inputs).tolist()}
-        if self.classes and hasattr(self.estimator, "predict_proba"):
-            answer["probabilities"] = [
-                dict(zip(self.classes, probs, strict=True))
-                for probs in self.estimator.predict_proba(inputs).tolist()
-            ]
+        answer = {"model": self.card["name"], "version": self.card["version"]}
+        # features.to_rows has checked every value: scikit-learn need not check them again.
+        with sklearn.config_context(assume_finite=True):
+            if self.classes and hasattr(self.estimator, "predict_proba"):
+                probabilities = self.estimator.predict_proba(inputs)
+                if self.label_is_argmax:
+                    labels = self.estimator.classes_[probabilities.argmax(axis=1)]
+                else:
+                    labels = self.estimator.predict(inputs)
+                answer["predictions"] = labels.tolist()
+                answer["probabilities"] = [dict(zip(self.classes, probs, strict=True))
+                                           for probs in probabilities.tolist()]
+            else:
+                answer["predictions"] = self.estimator.predict(inputs).tolist()
         return answer
 
     def _inputs(self, rows: list[Row]) -> Any:

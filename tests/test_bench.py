@@ -14,3 +14,17 @@ def test_client_bench_smoke():
     for row in rows:
         calls_per_second = float(row.split("|")[3].replace(",", ""))
         assert calls_per_second > 0
+
+
+def test_serving_bench_smoke():
+    out = subprocess.run([sys.executable, "bench/serving_bench.py", "--smoke"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300, check=True).stdout
+    rows = [line.split("|") for line in out.splitlines() if line.startswith(("| iris",
+                                                                             "| forest"))]
+    served = [row for row in rows if row[4].strip() in (
+        "modelfly", "Firefly CLI", "Flask+gunicorn", "Firefly+gunicorn")]
+    assert len(served) >= 8
+    for row in served:
+        if row[4].strip() not in ("Firefly CLI",):  # cold-start rows have fewer columns
+            assert float(row[5].replace(",", "")) > 0 and row[9].strip() == "0"
+    assert "two workers' PSS / one worker's:" in out
