@@ -83,17 +83,22 @@ def _wrk(url: str, body: bytes, concurrency: int, seconds: float) -> dict:
         script.write(f"wrk.method = 'POST'\nwrk.body = {json.dumps(body.decode())}\n"
                      "wrk.headers['Content-Type'] = 'application/json'\n")
     out = subprocess.run(["wrk", "-t", str(min(concurrency, 2)), "-c", str(concurrency), "-d",
-                          f"{seconds}s", "--latency", "-s", script.name, url + "/predict"],
+                          f"{seconds}s", "--timeout", "30s", "--latency", "-s", script.name,
+                          url + "/predict"],
                          capture_output=True, text=True, timeout=seconds + 60).stdout
     Path(script.name).unlink()
 
     def ms(label: str) -> float:
-        value, unit = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)$", out, re.M).groups()
-        return float(value) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
+        found = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s|m)$", out, re.M)
+        if not found:  # no answer at all within the run
+            return float("nan")
+        value, unit = found.groups()
+        return float(value) * {"us": 0.001, "ms": 1, "s": 1000, "m": 60_000}[unit]
 
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     sockets = re.search(r"Socket errors: (.*)", out)
-    return {"req/s": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    return {"req/s": float(rate.group(1)) if rate else 0.0,
             "p50": ms("50"), "p99": ms("99"),
             "errors": int(errors.group(1)) if errors else 0, "socket": bool(sockets)}
 
@@ -161,6 +166,8 @@ def main() -> None:
                     if case_model != model:
                         continue
                     body = json.dumps({"features": [ROW] * rows if rows > 1 else ROW}).encode()
+                    print(f"{model}, {rows} row(s), concurrency {concurrency}: {name}",
+                          file=sys.stderr)
                     results[(model, rows, concurrency, name)] = load(server.url, body,
                                                                      concurrency, seconds)
                 pids = [server.process.pid, *children_of(server.process.pid)]
