@@ -24,7 +24,6 @@ def test_serving_bench_smoke():
     served = [row for row in rows if row[4].strip() in (
         "modelfly", "Firefly CLI", "Flask+gunicorn", "Firefly+gunicorn")]
     assert len(served) >= 8
-    for row in served:
-        if row[4].strip() not in ("Firefly CLI",):  # cold-start rows have fewer columns
-            assert float(row[5].replace(",", "")) > 0 and row[9].strip() == "0"
+    for row in served:  # req/s, and no answer other than 200
+        assert float(row[5].replace(",", "")) > 0 and row[9].strip() == "0"
     assert "two workers' PSS / one worker's:" in out
