@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 from config import ConfigError, ServerSettings, Settings, read_config
-from registry import Registry
 
 ROOT = Path(__file__).resolve().parent
 log = logging.getLogger("modelfly")
@@ -121,6 +120,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bind", default=os.environ.get("MODELFLY_BIND", "127.0.0.1:8000"),
                         help="host:port to listen on (env MODELFLY_BIND; default %(default)s)")
     args = parser.parse_args(argv)
+    from registry import Registry
+
     try:
         Registry(Settings.from_env())  # checks the default model is there too
         ServerSettings.from_env()

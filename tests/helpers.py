@@ -12,6 +12,8 @@ from pathlib import Path
 
 import requests
 
+from bench.servers import children_of as children
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 GOOD_ROW = [5.9, 3.0, 5.1, 1.8]
@@ -202,20 +204,6 @@ def start_serve(tmp_path: Path, env: dict | None = None) -> Server:
     port = free_port()
     argv = [sys.executable, "serve.py", "--bind", f"127.0.0.1:{port}"]
     return Server(argv, port, tmp_path / f"serve-{port}.log", env)
-
-
-def children(pid: int) -> list[int]:
-    """PIDs whose parent is `pid` (gunicorn's workers, for its master)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
 
 
 def workers(server: Server, count: int = 2, timeout: float = 30) -> list[int]:
