@@ -38,8 +38,7 @@ class Settings:
         default_model = env.get("MODELFLY_DEFAULT_MODEL") or cls.default_model
         max_rows = _positive(env, "MODELFLY_MAX_ROWS", cls.max_rows, int)
         batch_max_rows = _positive(env, "MODELFLY_BATCH_MAX_ROWS", cls.batch_max_rows, int)
-        wait = env.get("MODELFLY_BATCH_WAIT_MS") or "0"
-        batch_wait_ms = _positive(env, "MODELFLY_BATCH_WAIT_MS", 1, float) if wait != "0" else 0.0
+        batch_wait_ms = _positive(env, "MODELFLY_BATCH_WAIT_MS", 0.0, float, zero_ok=True)
         return cls(models_dir=models_dir, default_model=default_model, max_rows=max_rows,
                    batch_max_rows=batch_max_rows, batch_wait_ms=batch_wait_ms)
 
@@ -120,12 +119,14 @@ def resolve_token(env: Mapping[str, str], file_token: object = None) -> str | No
     return next(iter(found.values()), None)
 
 
-def _positive(env: Mapping[str, str], name: str, default: float, kind: type) -> float:
+def _positive(env: Mapping[str, str], name: str, default: float, kind: type,
+              zero_ok: bool = False) -> float:
     raw = env.get(name) or str(default)
     try:
         value = kind(raw)
     except ValueError:
-        value = 0
-    if value <= 0:
-        raise ConfigError(f"{name}={raw!r} must be a positive {kind.__name__}")
+        value = -1
+    if value < 0 or (value == 0 and not zero_ok):
+        expected = "zero or more" if zero_ok else f"a positive {kind.__name__}"
+        raise ConfigError(f"{name}={raw!r} must be {expected}")
     return value

@@ -26,7 +26,7 @@ import sklearn
 from batching import Batcher, gevent_running
 from config import ConfigError, Settings
 from errors import ModelNotFound, ModelRefused, describe
-from features import Row, feature_names, to_rows
+from features import Row, to_rows
 
 log = logging.getLogger("modelfly")
 
@@ -70,7 +70,6 @@ class LoadedModel:
     def __init__(self, card: dict, estimator: Any) -> None:
         self.card = card
         self.estimator = estimator
-        self.names = feature_names(card)
         self.classes = [str(c) for c in card.get("classes") or []]
         final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
         # For these, scikit-learn's predict is the class of highest probability, so one

@@ -13,6 +13,7 @@ from pathlib import Path
 import requests
 
 from bench.servers import children_of as children
+from bench.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -58,12 +59,6 @@ def close_answers(got: dict, want: dict, tolerance: float = 1e-12) -> bool:
     return all(p.keys() == q.keys() and all(abs(p[k] - q[k]) <= tolerance for k in p)
                for p, q in zip(got.get("probabilities", []), want.get("probabilities", []),
                                strict=True))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for_port(port: int, process: subprocess.Popen, log: Path, timeout: float = 20) -> None:
