@@ -11,6 +11,8 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+# Baselines run from here: gunicorn would otherwise read modelfly's ./gunicorn.conf.py.
+BASELINES = ROOT / "bench" / "baselines"
 
 
 def free_port() -> int:
@@ -22,11 +24,12 @@ def free_port() -> int:
 class Running:
     """A server process; `url` once it answers a prediction, stopped by its PID."""
 
-    def __init__(self, name: str, argv: list[str], port: int, env: dict | None = None) -> None:
+    def __init__(self, name: str, argv: list[str], port: int, env: dict | None = None,
+                 cwd: Path = ROOT) -> None:
         self.name, self.port = name, port
         self.url = f"http://127.0.0.1:{port}"
         started = time.perf_counter()
-        self.process = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **(env or {})},
+        self.process = subprocess.Popen(argv, cwd=cwd, env={**os.environ, **(env or {})},
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
         while True:
@@ -63,7 +66,8 @@ def firefly_gunicorn(workers: int = 2, threads: int = 4) -> Running:
     argv = [str(BIN / "gunicorn"), "--pythonpath", f"{ROOT},{ROOT / 'bench' / 'baselines'}",
             "-k", "gthread", "-w", str(workers), "--threads", str(threads),
             "-b", f"127.0.0.1:{port}", "firefly_app:app"]
-    return Running(f"Firefly app, gunicorn gthread {workers}x{threads}", argv, port)
+    return Running(f"Firefly app, gunicorn gthread {workers}x{threads}", argv, port,
+                   cwd=BASELINES)
 
 
 def production() -> Running:

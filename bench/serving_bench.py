@@ -25,7 +25,7 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.servers import BIN, ROOT, Running, children_of, free_port, pss_mib  # noqa: E402
+from bench.servers import BASELINES, BIN, ROOT, Running, children_of, free_port, pss_mib  # noqa: E402
 
 ROW = [5.9, 3.0, 5.1, 1.8]
 
@@ -52,22 +52,22 @@ def rf_models_dir() -> Path:
 
 
 def servers(models: Path, model: str) -> dict:
-    """How to start each server for `model`, as (argv, env)."""
+    """How to start each server for `model`, as (argv, env, working directory)."""
     env = {"MODELFLY_MODELS_DIR": str(models), "MODELFLY_DEFAULT_MODEL": model,
            "MODELFLY_MAX_BODY_BYTES": str(8 << 20), "OPENBLAS_NUM_THREADS": "1"}
     pythonpath = f"{ROOT},{ROOT / 'bench' / 'baselines'}"
     return {
         "modelfly": (lambda port: [sys.executable, "serve.py", "--bind", f"127.0.0.1:{port}"],
-                     env),
+                     env, ROOT),
         "Firefly CLI": (lambda port: [str(BIN / "firefly"), "-c", "firefly.yml", "--bind",
-                                      f"127.0.0.1:{port}"], env),
+                                      f"127.0.0.1:{port}"], env, ROOT),
         "Flask+gunicorn": (lambda port: [str(BIN / "gunicorn"), "-w", "2", "--pythonpath",
                                          pythonpath, "-b", f"127.0.0.1:{port}",
                                          "flask_app:app"],
-                           {**env, "BENCH_MODEL": str(models / f"{model}.joblib")}),
+                           {**env, "BENCH_MODEL": str(models / f"{model}.joblib")}, BASELINES),
         "Firefly+gunicorn": (lambda port: [str(BIN / "gunicorn"), "-w", "2", "--pythonpath",
                                            pythonpath, "-b", f"127.0.0.1:{port}",
-                                           "firefly_app:app"], env),
+                                           "firefly_app:app"], env, BASELINES),
     }
 
 
@@ -158,9 +158,9 @@ def main() -> None:
     results: dict = {}
     memory: dict = {}
     for model in dict.fromkeys(case[0] for case in cases):
-        for name, (argv, env) in servers(models, model).items():
+        for name, (argv, env, cwd) in servers(models, model).items():
             port = free_port()
-            server = Running(f"{name}", argv(port), port, env)
+            server = Running(name, argv(port), port, env, cwd)
             try:
                 for case_model, rows, concurrency in cases:
                     if case_model != model:
@@ -202,7 +202,7 @@ def main() -> None:
     print("|---:|---:|")
     shared = {}
     for workers in (1, 2):
-        argv, env = servers(models, "iris")["modelfly"]
+        argv, env, _ = servers(models, "iris")["modelfly"]
         port = free_port()
         server = Running("modelfly", argv(port), port, {**env, "WEB_CONCURRENCY": str(workers)})
         try:
