@@ -42,6 +42,18 @@ class Settings:
         return cls(models_dir=models_dir, default_model=default_model, max_rows=max_rows,
                    batch_max_rows=batch_max_rows, batch_wait_ms=batch_wait_ms)
 
+    def model_names(self) -> list[str]:
+        """The models in models_dir (a card beside its .joblib); ConfigError if the default
+        model is not one of them."""
+        names = sorted(path.stem for path in self.models_dir.glob("*.json")
+                       if path.with_suffix(".joblib").is_file())
+        if self.default_model not in names:
+            raise ConfigError(
+                f"MODELFLY_DEFAULT_MODEL={self.default_model!r} is not a model in "
+                f"MODELFLY_MODELS_DIR; available: {', '.join(names) or 'none'}"
+            )
+        return names
+
 
 @dataclass(frozen=True)
 class ServerSettings:

@@ -24,7 +24,7 @@ import numpy
 import sklearn
 
 from batching import Batcher, gevent_running
-from config import ConfigError, Settings
+from config import Settings
 from errors import ModelNotFound, ModelRefused, describe
 from features import Row, to_rows
 
@@ -142,15 +142,7 @@ class Registry:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.names = sorted(
-            path.stem for path in settings.models_dir.glob("*.json")
-            if path.with_suffix(".joblib").is_file()
-        )
-        if settings.default_model not in self.names:
-            raise ConfigError(
-                f"MODELFLY_DEFAULT_MODEL={settings.default_model!r} is not a model in "
-                f"MODELFLY_MODELS_DIR; available: {', '.join(self.names) or 'none'}"
-            )
+        self.names = settings.model_names()
         self.load_seconds: dict[str, float] = {}
         self.refusals: dict[str, str] = {}
         # Told of each load and refusal, e.g. by the server's metrics.

@@ -120,10 +120,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bind", default=os.environ.get("MODELFLY_BIND", "127.0.0.1:8000"),
                         help="host:port to listen on (env MODELFLY_BIND; default %(default)s)")
     args = parser.parse_args(argv)
-    from registry import Registry
-
     try:
-        Registry(Settings.from_env())  # checks the default model is there too
+        # Checked without importing scikit-learn: gunicorn imports it once, in its master.
+        Settings.from_env().model_names()
         ServerSettings.from_env()
     except ConfigError as error:
         sys.exit(f"modelfly: configuration error: {error}")
