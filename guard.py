@@ -127,7 +127,9 @@ class Guard:
         body = self._read_body(environ)
         if isinstance(body, tuple):
             return body
-        inner = {**environ, "wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body))}
+        # The body is read already: WebOb (under Firefly) may seek it instead of copying it.
+        inner = {**environ, "wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body)),
+                 "webob.is_body_seekable": True}
         inner.pop("HTTP_TRANSFER_ENCODING", None)
         captured: dict = {}
 

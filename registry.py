@@ -26,6 +26,7 @@ import sklearn
 from batching import Batcher, gevent_running
 from config import Settings
 from errors import ModelNotFound, ModelRefused, describe
+from fast_paths import fast_path
 from features import Row, to_rows
 
 log = logging.getLogger("modelfly")
@@ -75,11 +76,23 @@ class LoadedModel:
         # For these, scikit-learn's predict is the class of highest probability, so one
         # predict_proba call gives both answers (the golden check confirms it on each load).
         self.label_is_argmax = type(final).__name__ in ARGMAX_CLASSIFIERS
+        # Kept only once it has matched scikit-learn's own answers (fast_path_mismatch).
+        self.fast = fast_path(estimator) if final is estimator else None
 
     def answer(self, rows: list[Row]) -> dict:
         """Predict for rows already checked by `features.to_rows`; plain Python types only."""
         inputs = self._inputs(rows)
         answer = {"model": self.card["name"], "version": self.card["version"]}
+        if self.fast is not None:
+            outputs = self.fast(inputs)
+            if self.classes:
+                labels = self.estimator.classes_[outputs.argmax(axis=1)]
+                answer["predictions"] = labels.tolist()
+                answer["probabilities"] = [dict(zip(self.classes, probs, strict=True))
+                                           for probs in outputs.tolist()]
+            else:
+                answer["predictions"] = outputs.tolist()
+            return answer
         # features.to_rows has checked every value: scikit-learn need not check them again.
         with sklearn.config_context(assume_finite=True):
             if self.classes and hasattr(self.estimator, "predict_proba"):
@@ -109,6 +122,21 @@ class LoadedModel:
             else:
                 columns[feature["name"]] = pandas.Series(values, dtype="str")
         return pandas.DataFrame(columns)
+
+
+def fast_path_mismatch(model: LoadedModel) -> str | None:
+    """Compare the model's fast path with scikit-learn's own call on the golden inputs, bit
+    for bit; describe the first difference, or None."""
+    estimator = model.estimator
+    own = estimator.predict_proba if model.classes else estimator.predict
+    for i, golden in enumerate(model.card.get("golden") or []):
+        inputs = model._inputs(to_rows(golden["features"], model.card, max_rows=sys.maxsize))
+        try:
+            if not numpy.array_equal(model.fast(inputs), own(inputs)):
+                return f"golden input {i}"
+        except Exception as error:
+            return f"golden input {i} ({type(error).__name__})"
+    return None
 
 
 def golden_mismatch(model: LoadedModel) -> str | None:
@@ -217,6 +245,12 @@ class Registry:
         except Exception:
             log.exception("unpickling model %r failed", name)
             return None, "the file could not be unpickled"
+        if model.fast is not None:
+            differs = fast_path_mismatch(model)
+            if differs:
+                log.warning("model %r: the fast path differs from scikit-learn on %s; "
+                            "scikit-learn answers instead", name, differs)
+                model.fast = None
         try:
             reason = golden_mismatch(model)
         except Exception:

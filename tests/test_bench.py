@@ -26,4 +26,4 @@ def test_serving_bench_smoke():
     assert len(served) >= 8
     for row in served:  # req/s, and no answer other than 200
         assert float(row[5].replace(",", "")) > 0 and row[9].strip() == "0"
-    assert "two workers' PSS / one worker's:" in out
+    assert "PSS with two workers / with one:" in out

@@ -1,0 +1,76 @@
+"""The fast paths give scikit-learn's own answers bit for bit, and one that does not is dropped
+at load time rather than served."""
+
+import numpy
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.datasets import load_diabetes, load_iris
+from sklearn.ensemble import (
+    ExtraTreesClassifier,
+    ExtraTreesRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
+from sklearn.linear_model import ElasticNet, Lasso, LinearRegression, LogisticRegression, Ridge
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+import registry as registry_module
+from config import Settings
+from fast_paths import fast_path
+from registry import Registry
+
+IRIS, DIABETES = load_iris(), load_diabetes()
+IRIS_LABELS = IRIS.target_names[IRIS.target]
+CLASSIFIERS = [
+    LogisticRegression(max_iter=1000).fit(IRIS.data, IRIS_LABELS),
+    RandomForestClassifier(n_estimators=20, random_state=0).fit(IRIS.data, IRIS_LABELS),
+    ExtraTreesClassifier(n_estimators=20, random_state=0).fit(IRIS.data, IRIS.target),
+]
+REGRESSORS = [
+    model.fit(DIABETES.data, DIABETES.target)
+    for model in (LinearRegression(), Ridge(), Lasso(alpha=0.01), ElasticNet(alpha=0.01),
+                  RandomForestRegressor(n_estimators=10, random_state=0),
+                  ExtraTreesRegressor(n_estimators=10, random_state=0))
+]
+
+
+def rows_of(width: int):
+    value = st.floats(min_value=-1e3, max_value=1e3, allow_nan=False)
+    return st.lists(st.lists(value, min_size=width, max_size=width), min_size=1, max_size=40)
+
+
+@pytest.mark.parametrize("model", CLASSIFIERS + REGRESSORS, ids=lambda m: type(m).__name__)
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_paths_equal_scikit_learn(model, data):
+    inputs = numpy.array(data.draw(rows_of(model.n_features_in_)), dtype=float)
+    own = model.predict_proba if hasattr(model, "classes_") else model.predict
+    assert numpy.array_equal(fast_path(model)(inputs), own(inputs))
+
+
+def test_other_estimators_go_through_scikit_learn():
+    binary = IRIS.target < 2
+    assert fast_path(LogisticRegression().fit(IRIS.data[binary], IRIS.target[binary])) is None
+    assert fast_path(make_pipeline(StandardScaler(), LogisticRegression()).fit(
+        IRIS.data, IRIS.target)) is None
+    shipped = Registry(Settings())
+    assert shipped.get("iris").fast is not None
+    assert shipped.get("diabetes").fast is not None
+    assert shipped.get("penguins").fast is None  # a Pipeline on a DataFrame
+
+
+def test_a_fast_path_that_differs_is_dropped_and_scikit_learn_answers(monkeypatch, caplog):
+    def off_by_a_little(estimator):
+        own = fast_path(estimator)
+        return None if own is None else (lambda rows: own(rows) * (1 + 1e-15))
+
+    monkeypatch.setattr(registry_module, "fast_path", off_by_a_little)
+    models = Registry(Settings())
+    iris = models.get("iris")
+    assert iris.fast is None
+    assert "the fast path differs from scikit-learn on golden input 0" in caplog.text
+    row = [[5.9, 3.0, 5.1, 1.8]]
+    assert iris.answer(row)["probabilities"][0] == dict(zip(
+        iris.classes, iris.estimator.predict_proba(numpy.array(row))[0].tolist(), strict=True))
