@@ -1,10 +1,12 @@
 """The input contract, in process: every accepted shape and every refusal."""
 
 import math
+import re
 
 import pytest
 
 from errors import BadInput, ModelNotFound, TooManyRows
+from features import to_rows
 from predict import predict, registry
 
 IRIS_NAMES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
@@ -130,3 +132,24 @@ def test_long_values_are_truncated_in_messages():
     with pytest.raises(BadInput) as refusal:
         predict(["x" * 10_000, 1, 2, 3])
     assert len(str(refusal.value)) < 200
+
+
+@pytest.mark.parametrize("bad, message", [
+    ([1, True, 3, 4], "row 7000, column 'sepal_width': received true (a boolean)"),
+    ([1, 2, 3, 10**400], "row 7000, column 'petal_width': received 1000000"),
+    ([1, 2, float("nan"), 4], "row 7000, column 'petal_length': received NaN"),
+    ([1, 2, 3], "row 7000 has 3 value(s); expected 4"),
+])
+def test_a_bad_value_deep_in_a_large_batch_is_found_and_named(bad, message):
+    rows = [ROW] * 9000
+    rows[7000] = bad
+    with pytest.raises(BadInput, match=re.escape(message)):
+        predict(rows)
+
+
+def test_many_plain_rows_come_back_as_floats():
+    card = registry().card("iris")
+    rows = [[5, 3, 5, 2], [5.9, 3.0, 5.1, 1.8]] * 500
+    checked = to_rows(rows, card, max_rows=10_000)
+    assert checked == [[float(v) for v in row] for row in rows]
+    assert {type(v) for row in checked for v in row} == {float}
