@@ -141,7 +141,7 @@ def test_long_values_are_truncated_in_messages():
     ([1, 2, 3], "row 7000 has 3 value(s); expected 4"),
 ])
 def test_a_bad_value_deep_in_a_large_batch_is_found_and_named(bad, message):
-    rows = [ROW] * 9000
+    rows = [ROW] * 9000  # checked by numpy first (VECTOR_CHECK_ROWS)
     rows[7000] = bad
     with pytest.raises(BadInput, match=re.escape(message)):
         predict(rows)
