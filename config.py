@@ -5,7 +5,7 @@
 | MODELFLY_MODELS_DIR     | `models/` beside this file    | where `<name>.joblib` + cards live   |
 | MODELFLY_DEFAULT_MODEL  | `iris`                        | the model used when none is named    |
 | MODELFLY_MAX_ROWS       | `10000`                       | most rows one request may carry      |
-| MODELFLY_BATCH_MAX_ROWS | `1000`                        | most rows in one coalesced model call |
+| MODELFLY_BATCH_MAX_ROWS | `1000`                        | most rows per model call; 1: off     |
 | MODELFLY_BATCH_WAIT_MS  | `0`                           | extra wait for a batch to fill (ms)  |
 """
 

@@ -222,8 +222,9 @@ class Registry:
 
     def answer(self, model: LoadedModel, rows: list[Row]) -> dict:
         """The model's answer for checked rows: under gevent (the production server) through
-        the model's micro-batcher, so concurrent requests share model calls; else directly."""
-        if not gevent_running():
+        the model's micro-batcher, so concurrent requests share model calls; else directly
+        (also when MODELFLY_BATCH_MAX_ROWS=1: no batch could hold two requests)."""
+        if self.settings.batch_max_rows <= 1 or not gevent_running():
             return model.answer(rows)
         name = model.card["name"]
         if name not in self._batchers:

@@ -5,9 +5,11 @@
 
 Starts, in this one run and on free loopback ports: (a) modelfly's production server
 (`python serve.py`), (b) the Firefly CLI, (c) a tutorial-style Flask app under gunicorn -w2,
-(d) the bare Firefly app under gunicorn -w2 (no guard, no batching); and measures the
+(d) the bare Firefly app serving a plain function around scikit-learn's `predict` under
+gunicorn -w2 (no checks, no guard, no batching); and measures the
 in-process limit. Load comes from wrk where it is installed, else a Python generator. Models:
-the shipped iris LogisticRegression, and a RandomForest of 100 trees trained here.
+the shipped iris LogisticRegression, the shipped penguins Pipeline (records with categories),
+and a RandomForest of 100 trees trained here.
 """
 
 import argparse
@@ -129,12 +131,18 @@ def _python_load(url: str, body: bytes, concurrency: int, seconds: float) -> dic
 
 
 def in_process(model: str, models: Path, rows: int, seconds: float) -> dict:
-    """The limit: the estimator itself on a numpy array, no HTTP, no JSON."""
+    """The limit: the estimator itself on a numpy array (a DataFrame for penguins), no HTTP,
+    no JSON."""
     import joblib
     import numpy as np
 
     estimator = joblib.load(models / f"{model}.joblib")
-    X = np.array([ROW] * rows)
+    if model == "penguins":
+        import pandas
+
+        X = pandas.DataFrame([penguin()] * rows)
+    else:
+        X = np.array([ROW] * rows)
     calls, deadline = 0, time.monotonic() + seconds
     started = time.perf_counter()
     while time.monotonic() < deadline:
@@ -144,6 +152,35 @@ def in_process(model: str, models: Path, rows: int, seconds: float) -> dict:
             "errors": 0, "socket": False}
 
 
+def penguin() -> dict:
+    """A penguin record from the shipped card's golden inputs."""
+    card = json.loads((ROOT / "models" / "penguins.json").read_text())
+    return card["golden"][0]["features"]
+
+
+def request_body(model: str, rows: int) -> bytes:
+    if model == "penguins":  # records through a Pipeline; served beside iris, named in the body
+        return json.dumps({"features": [penguin()] * rows if rows > 1 else penguin(),
+                           "model": "penguins"}).encode()
+    return json.dumps({"features": [ROW] * rows if rows > 1 else ROW}).encode()
+
+
+def lone_request(models: Path, batched: dict, seconds: float) -> None:
+    """What micro-batching costs a request that has no company: concurrency 1, on and off."""
+    argv, env, cwd = servers(models, "iris")["modelfly"]
+    port = free_port()
+    server = Running("modelfly", argv(port), port, {**env, "MODELFLY_BATCH_MAX_ROWS": "1"}, cwd)
+    try:
+        alone = load(server.url, request_body("iris", 1), 1, seconds)
+    finally:
+        server.stop()
+    print("\n| iris, 1 row, concurrency 1 | req/s | p50 ms | p99 ms |")
+    print("|---|---:|---:|---:|")
+    for label, r in (("batching on (default)", batched), ("batching off", alone)):
+        print(f"| {label} | {r['req/s']:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} |")
+    print(f"\np50 with batching / without: {batched['p50'] / alone['p50']:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="1 s per measurement, fewer")
@@ -151,33 +188,33 @@ def main() -> None:
     seconds = 1 if args.smoke else 10
     models = rf_models_dir()
     cases = [("iris", 1, 1), ("iris", 1, 16), ("iris", 100, 16), ("iris", 10_000, 2),
-             ("forest", 1, 16)]
+             ("penguins", 1, 16), ("forest", 1, 16)]
     if args.smoke:
         cases = [("iris", 1, 16), ("forest", 1, 16)]
     names = list(servers(models, "iris"))
     results: dict = {}
     memory: dict = {}
-    for model in dict.fromkeys(case[0] for case in cases):
-        for name, (argv, env, cwd) in servers(models, model).items():
+    # The forest is its servers' default model; iris and penguins share theirs.
+    for default in dict.fromkeys("forest" if case[0] == "forest" else "iris" for case in cases):
+        served = [case for case in cases if (case[0] == "forest") == (default == "forest")]
+        for name, (argv, env, cwd) in servers(models, default).items():
             port = free_port()
             server = Running(name, argv(port), port, env, cwd)
             try:
-                for case_model, rows, concurrency in cases:
-                    if case_model != model:
-                        continue
-                    body = json.dumps({"features": [ROW] * rows if rows > 1 else ROW}).encode()
+                for model, rows, concurrency in served:
+                    if model == "penguins" and name == "Flask+gunicorn":
+                        continue  # the tutorial app takes rows of numbers only
                     print(f"{model}, {rows} row(s), concurrency {concurrency}: {name}",
                           file=sys.stderr)
-                    results[(model, rows, concurrency, name)] = load(server.url, body,
-                                                                     concurrency, seconds)
+                    results[(model, rows, concurrency, name)] = load(
+                        server.url, request_body(model, rows), concurrency, seconds)
                 pids = [server.process.pid, *children_of(server.process.pid)]
-                memory[(model, name)] = (server.cold_start, pss_mib(pids))
+                memory[(default, name)] = (server.cold_start, pss_mib(pids))
             finally:
                 server.stop()
-        for case_model, rows, concurrency in cases:
-            if case_model == model:
-                results[(model, rows, concurrency, "in-process")] = in_process(
-                    model, models, rows, min(seconds, 3))
+        for model, rows, concurrency in served:
+            results[(model, rows, concurrency, "in-process")] = in_process(
+                model, models, rows, min(seconds, 3))
     print(f"wrk={'yes' if shutil.which('wrk') else 'no (Python load)'}, {seconds} s each; "
           "ratios are modelfly's req/s over the baseline's\n")
     print("| model | rows/req | conc. | server | req/s | rows/s | p50 ms | p99 ms | errors "
@@ -186,13 +223,18 @@ def main() -> None:
     for model, rows, concurrency in cases:
         ours = results[(model, rows, concurrency, "modelfly")]["req/s"]
         for name in [*names, "in-process"]:
-            r = results[(model, rows, concurrency, name)]
+            r = results.get((model, rows, concurrency, name))
+            if r is None:
+                continue
             ratios = " | ".join(
                 f"{ours / results[(model, rows, concurrency, b)]['req/s']:.2f}x"
-                if name == "modelfly" else "" for b in names[1:])
+                if name == "modelfly" and (model, rows, concurrency, b) in results else ""
+                for b in names[1:])
             print(f"| {model} | {rows} | {concurrency} | {name} | {r['req/s']:,.0f} | "
                   f"{r['req/s'] * rows:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} | "
                   f"{r['errors']} | {ratios} |")
+    if ("iris", 1, 1, "modelfly") in results:
+        lone_request(models, results[("iris", 1, 1, "modelfly")], seconds)
     print("\n| model | server | cold start to first 200 (s) | PSS after load, all processes "
           "(MiB) |")
     print("|---|---|---:|---:|")

@@ -429,3 +429,21 @@ def test_concurrent_requests_share_model_calls_and_keep_their_own_answers(prod):
                 - metric(before, "modelfly_batch_requests_sum"))
     print(f"\n360 good requests at concurrency 32: {calls:.0f} model calls")
     assert answered == 360 and calls < 360
+
+
+def test_batching_can_be_turned_off(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    server = start_serve(tmp_path, {"MODELFLY_BATCH_MAX_ROWS": "1"})
+    try:
+        rows = [[4.0 + i * 0.05, 3.0, 1.0 + (i % 30) * 0.2, 1.5] for i in range(64)]
+        session = requests.Session()
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(lambda row: session.post(
+                server.url + "/predict", json={"features": row}, timeout=30), rows))
+        assert [a.json()["predictions"] for a in answers] == [predict(r)["predictions"]
+                                                              for r in rows]
+        exposition = requests.get(server.url + "/metrics", timeout=10).text
+        assert metric(exposition, "modelfly_batch_requests_count") == 0
+    finally:
+        assert server.stop() == 0
