@@ -1,15 +1,16 @@
 """Serving benchmark: modelfly's production server against what users would pick instead.
 
-    python bench/serving_bench.py            # 10 s per measurement (about 8 minutes)
-    python bench/serving_bench.py --smoke    # 1 s per measurement, fewer of them (about 45 s)
+    python bench/serving_bench.py            # 10 s per measurement (about 12 minutes)
+    python bench/serving_bench.py --smoke    # 1 s per measurement, fewer of them (about 55 s)
 
 Starts, in this one run and on free loopback ports: (a) modelfly's production server
 (`python serve.py`), (b) the Firefly CLI, (c) a tutorial-style Flask app under gunicorn -w2,
 (d) the bare Firefly app serving a plain function around scikit-learn's `predict` under
-gunicorn -w2 (no checks, no guard, no batching); and measures the
-in-process limit. Load comes from wrk where it is installed, else a Python generator. Models:
-the shipped iris LogisticRegression, the shipped penguins Pipeline (records with categories),
-and a RandomForest of 100 trees trained here.
+gunicorn -w2 (no checks, no guard, no batching); and measures the in-process limit. Outside
+the smoke it also runs modelfly's app under granian (a Rust HTTP server), which is not shipped.
+Load comes from wrk where it is installed, else a Python generator. Models: the shipped iris
+LogisticRegression, the shipped penguins Pipeline (records with categories), and a
+RandomForest of 100 trees trained here.
 """
 
 import argparse
@@ -30,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.servers import BASELINES, BIN, ROOT, Running, children_of, free_port, pss_mib  # noqa: E402
 
 ROW = [5.9, 3.0, 5.1, 1.8]
+GRANIAN = "modelfly app, granian"
 
 
 def rf_models_dir() -> Path:
@@ -70,6 +72,13 @@ def servers(models: Path, model: str) -> dict:
         "Firefly+gunicorn": (lambda port: [str(BIN / "gunicorn"), "-w", "2", "--pythonpath",
                                            pythonpath, "-b", f"127.0.0.1:{port}",
                                            "firefly_app:app"], env, BASELINES),
+        # Not a baseline: modelfly's guarded app under a Rust HTTP server, one request at a
+        # time per worker (so no micro-batching); measured to weigh a change of server.
+        GRANIAN: (lambda port: [str(BIN / "granian"), "--interface", "wsgi", "--workers", "2",
+                                "--blocking-threads", "1", "--no-ws", "--host", "127.0.0.1",
+                                "--port", str(port), "serve:app"],
+                  {**env, "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="bench-metrics-")},
+                  ROOT),
     }
 
 
@@ -165,20 +174,25 @@ def request_body(model: str, rows: int) -> bytes:
     return json.dumps({"features": [ROW] * rows if rows > 1 else ROW}).encode()
 
 
-def lone_request(models: Path, batched: dict, seconds: float) -> None:
-    """What micro-batching costs a request that has no company: concurrency 1, on and off."""
+def lone_request(models: Path, seconds: float) -> None:
+    """What micro-batching costs a request that has no company: concurrency 1, batching on and
+    off, for penguins (a Pipeline: a model call dear enough for the batcher to wait for more)."""
     argv, env, cwd = servers(models, "iris")["modelfly"]
-    port = free_port()
-    server = Running("modelfly", argv(port), port, {**env, "MODELFLY_BATCH_MAX_ROWS": "1"}, cwd)
-    try:
-        alone = load(server.url, request_body("iris", 1), 1, seconds)
-    finally:
-        server.stop()
-    print("\n| iris, 1 row, concurrency 1 | req/s | p50 ms | p99 ms |")
+    measured = {}
+    for label, batch_rows in (("batching on (default)", "1000"), ("batching off", "1")):
+        port = free_port()
+        server = Running("modelfly", argv(port), port,
+                         {**env, "MODELFLY_BATCH_MAX_ROWS": batch_rows}, cwd)
+        try:
+            measured[label] = load(server.url, request_body("penguins", 1), 1, seconds)
+        finally:
+            server.stop()
+    print("\n| penguins, 1 record, concurrency 1 | req/s | p50 ms | p99 ms |")
     print("|---|---:|---:|---:|")
-    for label, r in (("batching on (default)", batched), ("batching off", alone)):
+    for label, r in measured.items():
         print(f"| {label} | {r['req/s']:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} |")
-    print(f"\np50 with batching / without: {batched['p50'] / alone['p50']:.2f}")
+    on, off = measured.values()
+    print(f"\np50 with batching / without: {on['p50'] / off['p50']:.2f}")
 
 
 def main() -> None:
@@ -191,13 +205,16 @@ def main() -> None:
              ("penguins", 1, 16), ("forest", 1, 16)]
     if args.smoke:
         cases = [("iris", 1, 16), ("forest", 1, 16)]
-    names = list(servers(models, "iris"))
+    names = [name for name in servers(models, "iris") if name != GRANIAN]
+    baselines = names[1:]
     results: dict = {}
     memory: dict = {}
     # The forest is its servers' default model; iris and penguins share theirs.
     for default in dict.fromkeys("forest" if case[0] == "forest" else "iris" for case in cases):
         served = [case for case in cases if (case[0] == "forest") == (default == "forest")]
         for name, (argv, env, cwd) in servers(models, default).items():
+            if name == GRANIAN and args.smoke:
+                continue
             port = free_port()
             server = Running(name, argv(port), port, env, cwd)
             try:
@@ -222,19 +239,19 @@ def main() -> None:
     print("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for model, rows, concurrency in cases:
         ours = results[(model, rows, concurrency, "modelfly")]["req/s"]
-        for name in [*names, "in-process"]:
+        for name in [*names, GRANIAN, "in-process"]:
             r = results.get((model, rows, concurrency, name))
             if r is None:
                 continue
             ratios = " | ".join(
                 f"{ours / results[(model, rows, concurrency, b)]['req/s']:.2f}x"
                 if name == "modelfly" and (model, rows, concurrency, b) in results else ""
-                for b in names[1:])
+                for b in baselines)
             print(f"| {model} | {rows} | {concurrency} | {name} | {r['req/s']:,.0f} | "
                   f"{r['req/s'] * rows:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} | "
                   f"{r['errors']} | {ratios} |")
-    if ("iris", 1, 1, "modelfly") in results:
-        lone_request(models, results[("iris", 1, 1, "modelfly")], seconds)
+    if not args.smoke:
+        lone_request(models, seconds)
     print("\n| model | server | cold start to first 200 (s) | PSS after load, all processes "
           "(MiB) |")
     print("|---|---|---:|---:|")

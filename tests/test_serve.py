@@ -405,13 +405,18 @@ def test_sigterm_lets_in_flight_requests_finish_then_exits_0(tmp_path):
 
 
 def test_concurrent_requests_share_model_calls_and_keep_their_own_answers(prod):
+    # penguins: a Pipeline on a DataFrame, a model call dear enough to be worth batching.
     from concurrent.futures import ThreadPoolExecutor
 
     from helpers import close_answers
 
-    rows = [[4.0 + i * 0.05, 3.0, 1.0 + (i % 30) * 0.2, 0.2 + (i % 9) * 0.25] for i in range(400)]
-    bodies = [{"features": row} if i % 10 else {"features": row[:3]}  # every 10th is bad
-              for i, row in enumerate(rows)]
+    islands, sexes = ["Biscoe", "Dream", "Torgersen"], ["male", "female", None]
+    records = [{"island": islands[i % 3], "sex": sexes[i % 3], "bill_length_mm": 35 + i % 20,
+                "bill_depth_mm": 14 + (i % 7) * 0.8, "flipper_length_mm": 180.0 + i % 40,
+                "body_mass_g": None if i % 11 == 0 else 3000.0 + i * 7} for i in range(400)]
+    bodies = [{"features": record, "model": "penguins"} if i % 10
+              else {"features": {**record, "island": "Atlantis"}, "model": "penguins"}
+              for i, record in enumerate(records)]  # every 10th is bad
     before = requests.get(prod.url + "/metrics", timeout=10).text
     session = requests.Session()
     with ThreadPoolExecutor(32) as pool:
@@ -419,9 +424,10 @@ def test_concurrent_requests_share_model_calls_and_keep_their_own_answers(prod):
                                                           timeout=30), bodies))
     for i, answer in enumerate(answers):
         if i % 10:
-            assert answer.status_code == 200 and close_answers(answer.json(), predict(rows[i]))
+            assert answer.status_code == 200
+            assert close_answers(answer.json(), predict(records[i], model="penguins"))
         else:
-            assert answer.status_code == 400 and "row 0 has 3 value(s)" in answer.json()["error"]
+            assert answer.status_code == 400 and "received \"Atlantis\"" in answer.json()["error"]
     after = requests.get(prod.url + "/metrics", timeout=10).text
     calls = (metric(after, "modelfly_batch_requests_count")
              - metric(before, "modelfly_batch_requests_count"))
@@ -446,4 +452,4 @@ def test_batching_can_be_turned_off(tmp_path):
         exposition = requests.get(server.url + "/metrics", timeout=10).text
         assert metric(exposition, "modelfly_batch_requests_count") == 0
     finally:
-        assert server.stop() == 0
+        server.stop()
