@@ -6,12 +6,12 @@ event loop go round once (every request already read joins in), takes all waitin
 up to `max_rows`, and answers them with one call of the estimator; each caller gets back its
 own rows. Requests that arrive while the model runs queue up and form the next batch.
 
-The loop turn is only taken for models whose call is dear (WAIT_FOR_CALLS_OVER): a batch
-saves model calls, and for a cheap one (iris' LogisticRegression, ~15 µs) the turn and the
-hand-over cost more than the calls they save (measured: 40 % fewer requests per second at
-concurrency 16, p50 +10 % at concurrency 1), while for a Pipeline (~5 ms a call) batching
-gave 4x the requests per second. Outside gevent (a notebook, the Firefly CLI) there is nothing
-to coalesce and the model is called directly.
+The loop turn is only taken for models whose call is dear (WAIT_FOR_CALLS_OVER), or when a wait
+is configured (MODELFLY_BATCH_WAIT_MS): a batch saves model calls, and for a cheap one (iris'
+LogisticRegression, ~15 µs) the turn and the hand-over cost more than the calls they save
+(measured: 40 % fewer requests per second at concurrency 16, p50 +10 % at concurrency 1), while
+for a Pipeline (~5 ms a call) batching gave 4x the requests per second. Outside gevent (a
+notebook, the Firefly CLI) there is nothing to coalesce and the model is called directly.
 """
 
 import time
@@ -59,7 +59,7 @@ class Batcher:
     def _lead(self) -> None:
         import gevent
 
-        if self.call_seconds >= WAIT_FOR_CALLS_OVER:
+        if self.max_wait > 0 or self.call_seconds >= WAIT_FOR_CALLS_OVER:
             gevent.idle()  # every request already received gets to join
             if self.max_wait > 0:
                 gevent.sleep(self.max_wait)
