@@ -81,32 +81,29 @@ class LoadedModel:
 
     def answer(self, rows: list[Row]) -> dict:
         """Predict for rows already checked by `features.to_rows`; plain Python types only."""
-        inputs = self._inputs(rows)
-        answer = {"model": self.card["name"], "version": self.card["version"]}
+        probabilities, predictions = self._predict(self._inputs(rows))
+        answer = {"model": self.card["name"], "version": self.card["version"],
+                  "predictions": predictions.tolist()}
+        if probabilities is not None:
+            answer["probabilities"] = [dict(zip(self.classes, probs, strict=True))
+                                       for probs in probabilities.tolist()]
+        return answer
+
+    def _predict(self, inputs: Any) -> tuple[numpy.ndarray | None, numpy.ndarray]:
+        """(class probabilities, or None for models without them; predictions)."""
         if self.fast is not None:
             outputs = self.fast(inputs)
             if self.classes:
-                labels = self.estimator.classes_[outputs.argmax(axis=1)]
-                answer["predictions"] = labels.tolist()
-                answer["probabilities"] = [dict(zip(self.classes, probs, strict=True))
-                                           for probs in outputs.tolist()]
-            else:
-                answer["predictions"] = outputs.tolist()
-            return answer
+                return outputs, self.estimator.classes_[outputs.argmax(axis=1)]
+            return None, outputs
         # features.to_rows has checked every value: scikit-learn need not check them again.
         with sklearn.config_context(assume_finite=True):
             if self.classes and hasattr(self.estimator, "predict_proba"):
                 probabilities = self.estimator.predict_proba(inputs)
                 if self.label_is_argmax:
-                    labels = self.estimator.classes_[probabilities.argmax(axis=1)]
-                else:
-                    labels = self.estimator.predict(inputs)
-                answer["predictions"] = labels.tolist()
-                answer["probabilities"] = [dict(zip(self.classes, probs, strict=True))
-                                           for probs in probabilities.tolist()]
-            else:
-                answer["predictions"] = self.estimator.predict(inputs).tolist()
-        return answer
+                    return probabilities, self.estimator.classes_[probabilities.argmax(axis=1)]
+                return probabilities, self.estimator.predict(inputs)
+            return None, self.estimator.predict(inputs)
 
     def _inputs(self, rows: list[Row]) -> Any:
         if self.card.get("input") != "dataframe":

@@ -60,6 +60,9 @@ def servers(models: Path, model: str) -> dict:
     env = {"MODELFLY_MODELS_DIR": str(models), "MODELFLY_DEFAULT_MODEL": model,
            "MODELFLY_MAX_BODY_BYTES": str(8 << 20), "OPENBLAS_NUM_THREADS": "1"}
     pythonpath = f"{ROOT},{ROOT / 'bench' / 'baselines'}"
+    # Inside the temporary models directory, so it goes when that does (no *.json in it).
+    granian_metrics = models / "granian-metrics"
+    granian_metrics.mkdir(exist_ok=True)
     return {
         "modelfly": (lambda port: [sys.executable, "serve.py", "--bind", f"127.0.0.1:{port}"],
                      env, ROOT),
@@ -77,8 +80,7 @@ def servers(models: Path, model: str) -> dict:
         GRANIAN: (lambda port: [str(BIN / "granian"), "--interface", "wsgi", "--workers", "2",
                                 "--blocking-threads", "1", "--no-ws", "--host", "127.0.0.1",
                                 "--port", str(port), "serve:app"],
-                  {**env, "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="bench-metrics-")},
-                  ROOT),
+                  {**env, "PROMETHEUS_MULTIPROC_DIR": str(granian_metrics)}, ROOT),
     }
 
 
