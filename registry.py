@@ -243,13 +243,12 @@ class Registry:
         except Exception:
             log.exception("unpickling model %r failed", name)
             return None, "the file could not be unpickled"
-        if model.fast is not None:
-            differs = fast_path_mismatch(model)
+        try:
+            differs = fast_path_mismatch(model) if model.fast is not None else None
             if differs:
                 log.warning("model %r: the fast path differs from scikit-learn on %s; "
                             "scikit-learn answers instead", name, differs)
                 model.fast = None
-        try:
             reason = golden_mismatch(model)
         except Exception:
             log.exception("golden inputs of model %r failed", name)

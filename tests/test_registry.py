@@ -97,6 +97,12 @@ def test_wrong_golden_output_is_refused(models_copy):
         Registry(Settings(models_dir=models_copy)).get("iris")
 
 
+def test_golden_inputs_that_raise_refuse_the_model(models_copy):
+    edit_card(models_copy, "iris", lambda card: card["golden"][0].update(features=[1.0, 2.0]))
+    with pytest.raises(ModelRefused, match="its golden inputs raised an error"):
+        Registry(Settings(models_dir=models_copy)).get("iris")
+
+
 def test_golden_probabilities_are_compared_to_1e_9(models_copy):
     def nudge(card):
         card["golden"][0]["expected"]["probabilities"][0]["setosa"] += 1e-6
