@@ -38,7 +38,8 @@ class Settings:
         default_model = env.get("MODELFLY_DEFAULT_MODEL") or cls.default_model
         max_rows = _positive(env, "MODELFLY_MAX_ROWS", cls.max_rows, int)
         batch_max_rows = _positive(env, "MODELFLY_BATCH_MAX_ROWS", cls.batch_max_rows, int)
-        batch_wait_ms = _positive(env, "MODELFLY_BATCH_WAIT_MS", 0.0, float, zero_ok=True)
+        batch_wait_ms = _positive(env, "MODELFLY_BATCH_WAIT_MS", cls.batch_wait_ms, float,
+                                  zero_ok=True)
         return cls(models_dir=models_dir, default_model=default_model, max_rows=max_rows,
                    batch_max_rows=batch_max_rows, batch_wait_ms=batch_wait_ms)
 
