@@ -28,14 +28,17 @@ log = logging.getLogger("modelfly")
 
 def build_firefly_app(config_path: Path):
     """Firefly's own app with the functions of a Firefly config, built without importing
-    firefly.main (which configures logging and reads the environment when imported)."""
+    firefly.main (which configures logging and reads the environment when imported); each
+    function reads and writes its JSON with orjson (fast_json.py)."""
     from firefly.app import Firefly
+
+    from fast_json import FastJsonFunction
 
     app = Firefly()
     for name, spec in read_config(config_path)["functions"].items():
         module, function = spec["function"].rsplit(".", 1)
-        app.add_route(spec.get("path") or "/" + name,
-                      getattr(importlib.import_module(module), function), name)
+        app.mapping[spec.get("path") or "/" + name] = FastJsonFunction(
+            getattr(importlib.import_module(module), function), name)
     return app
 
 
