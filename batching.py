@@ -18,6 +18,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy
+
+from features import Rows
+
 # Model calls at least this long (moving average) are worth a loop turn to gather a batch.
 WAIT_FOR_CALLS_OVER = 0.0002
 
@@ -25,7 +29,7 @@ WAIT_FOR_CALLS_OVER = 0.0002
 class _Waiting:
     __slots__ = ("rows", "answer", "error", "done")
 
-    def __init__(self, rows: list, done: Any) -> None:
+    def __init__(self, rows: Rows, done: Any) -> None:
         self.rows, self.answer, self.error, self.done = rows, None, None, done
 
 
@@ -41,7 +45,7 @@ class Batcher:
         self.queue: list[_Waiting] = []
         self.call_seconds = WAIT_FOR_CALLS_OVER  # a moving average; dear until measured
 
-    def answer(self, rows: list) -> dict:
+    def answer(self, rows: Rows) -> dict:
         from gevent.event import Event
 
         waiting = _Waiting(rows, Event())
@@ -80,7 +84,7 @@ class Batcher:
             self.on_batch(len(batch))
         try:
             started = time.perf_counter()
-            together = self.model.answer([row for waiting in batch for row in waiting.rows])
+            together = self.model.answer(joined([waiting.rows for waiting in batch]))
             self.call_seconds += 0.2 * (time.perf_counter() - started - self.call_seconds)
         except Exception as error:
             if len(batch) == 1:
@@ -99,6 +103,16 @@ class Batcher:
             waiting.answer = {key: value[start:end] if isinstance(value, list) else value
                               for key, value in together.items()}
             start = end
+
+
+def joined(parts: list[Rows]) -> Rows:
+    """The rows of several requests as one model input, in order."""
+    if len(parts) == 1:
+        return parts[0]
+    if all(isinstance(part, numpy.ndarray) for part in parts):
+        return numpy.concatenate(parts)
+    return [row for part in parts
+            for row in (part.tolist() if isinstance(part, numpy.ndarray) else part)]
 
 
 def gevent_running() -> bool:

@@ -15,15 +15,18 @@ import numpy
 from errors import BadInput, TooManyRows, describe
 
 Row = list[Any]
+# Checked rows: a float64 array when all are plain numbers (the common, large case), else lists.
+Rows = list[Row] | numpy.ndarray
 # From this many rows on, numpy checks plain numbers faster than a loop in Python (measured).
 VECTOR_CHECK_ROWS = 8
 SHAPES = "one row [..], many rows [[..], ..], one record {..} or many records [{..}, ..]"
 
 
-def to_rows(features: Any, card: dict, max_rows: int) -> list[Row]:
+def to_rows(features: Any, card: dict, max_rows: int) -> Rows:
     """Validate `features` against the card and return rows in the card's feature order.
 
-    Numbers come back as floats, categories as strings, missing values as None.
+    Numbers come back as floats, categories as strings, missing values as None; 8 or more rows
+    of plain numbers come back as one float64 array, which the model takes as it is.
 
     >>> card = {"features": [{"name": "x", "type": "number"}], "missing_values": False}
     >>> to_rows({"x": 2}, card, max_rows=10)
@@ -57,7 +60,7 @@ def to_rows(features: Any, card: dict, max_rows: int) -> list[Row]:
         rows = [_record_to_row(record, i, card) for i, record in enumerate(records)]
     elif (numeric and len(rows) >= VECTOR_CHECK_ROWS
           and (plain := _plain_numbers(rows, len(card["features"]))) is not None):
-        return plain.tolist()
+        return plain
     else:
         _check_lengths(rows, card)
     return [_checked_row(row, i, card, numeric) for i, row in enumerate(rows)]
@@ -72,7 +75,8 @@ def _plain_numbers(rows: list[Row], width: int) -> numpy.ndarray | None:
     if not set(map(type, itertools.chain.from_iterable(rows))) <= {float, int}:
         return None
     try:
-        values = numpy.array(rows, dtype=float)
+        values = numpy.fromiter(itertools.chain.from_iterable(rows), dtype=float,
+                                count=len(rows) * width).reshape(len(rows), width)
     except OverflowError:  # an integer beyond float's range, e.g. 10**400
         return None
     return values if numpy.isfinite(values).all() else None

@@ -190,3 +190,16 @@ def test_info_shows_the_card_without_internals():
 def test_health_lists_the_models():
     assert health() == {"status": "ok", "default_model": "iris",
                         "models": ["diabetes", "iris", "penguins"]}
+
+
+def test_rows_of_several_requests_join_in_order():
+    import numpy
+
+    from batching import joined
+
+    many = numpy.array([[1.0, 2.0], [3.0, 4.0]])
+    assert joined([many]) is many
+    together = joined([many, numpy.array([[5.0, 6.0]])])
+    assert together.tolist() == [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]
+    assert joined([[[0.5, None]], many, [["a", 1.0]]]) == [
+        [0.5, None], [1.0, 2.0], [3.0, 4.0], ["a", 1.0]]
