@@ -11,7 +11,6 @@ Settings: config.py (MODELFLY_*), gunicorn.conf.py (WEB_CONCURRENCY and the work
 import argparse
 import gc
 import importlib
-import json
 import logging
 import os
 import shutil
@@ -19,6 +18,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import orjson
 
 from config import ConfigError, ServerSettings, Settings, read_config
 
@@ -52,7 +53,7 @@ class JsonFormatter(logging.Formatter):
                 **getattr(record, "fields", {})}
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line)
+        return orjson.dumps(line, default=str).decode()
 
 
 def setup_logging() -> None:
