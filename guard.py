@@ -24,7 +24,6 @@ from errors import JSON_CONTENT_TYPE
 from metrics import Metrics
 
 log = logging.getLogger("modelfly")
-access_log = logging.getLogger("modelfly.access")
 
 Answer = tuple[int, list[tuple[str, str]], bytes]
 JSON = ("Content-Type", JSON_CONTENT_TYPE)
@@ -48,13 +47,14 @@ class Guard:
     """Wraps the Firefly `app` serving `functions` ({path: name}).
 
     ready() says whether the default model is loaded and checked: (True, details) or
-    (False, reason).
+    (False, reason); access_log(fields) writes the line of each request.
     """
 
     def __init__(self, app: Callable, functions: dict[str, str], settings: ServerSettings,
-                 ready: Callable[[], tuple[bool, Any]], metrics: Metrics) -> None:
+                 ready: Callable[[], tuple[bool, Any]], metrics: Metrics,
+                 access_log: Callable[[dict], None]) -> None:
         self.app, self.functions, self.settings = app, functions, settings
-        self.ready, self.metrics = ready, metrics
+        self.ready, self.metrics, self.access_log = ready, metrics, access_log
         self.token = settings.token.encode() if settings.token else None
         self.known = {*functions, "/", "/metrics", *PROBES}
 
@@ -80,9 +80,9 @@ class Guard:
                        [*headers, ("Content-Length", str(len(body)))])
         seconds = time.perf_counter() - started
         self.metrics.observe_request(route, method, status, seconds)
-        access_log.info("request", extra={"fields": {
-            "request_id": request_id, "method": method, "route": route, "status": status,
-            "latency_ms": round(seconds * 1000, 3), "bytes": len(body)}})
+        self.access_log({"request_id": request_id, "method": method, "route": route,
+                         "status": status, "latency_ms": round(seconds * 1000, 3),
+                         "bytes": len(body)})
         return _Sent([body])
 
     def _answer(self, environ: dict, path: str, method: str) -> Answer:

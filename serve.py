@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TextIO
 
 import orjson
 
@@ -43,17 +44,37 @@ def build_firefly_app(config_path: Path):
     return app
 
 
+def json_line(created: float, level: str, logger: str, message: str, fields: dict) -> str:
+    """One log line: time (UTC, to the millisecond), level, logger, message, then `fields`."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
+    return orjson.dumps({"time": f"{stamp}.{int(created * 1000) % 1000:03d}Z", "level": level,
+                         "logger": logger, "message": message, **fields}, default=str).decode()
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message and the record's `fields`."""
 
     def format(self, record: logging.LogRecord) -> str:
-        line = {"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-                + f".{int(record.msecs):03d}Z", "level": record.levelname.lower(),
-                "logger": record.name, "message": record.getMessage(),
-                **getattr(record, "fields", {})}
+        fields = getattr(record, "fields", {})
         if record.exc_info:
-            line["exception"] = self.formatException(record.exc_info)
-        return orjson.dumps(line, default=str).decode()
+            fields = {**fields, "exception": self.formatException(record.exc_info)}
+        return json_line(record.created, record.levelname.lower(), record.name,
+                         record.getMessage(), fields)
+
+
+class AccessLog:
+    """The guard's line per request: the same JSON as the other lines (logger
+    `modelfly.access`), written straight to the stream. Through logging's records it cost
+    ~35 µs a request, a third of the guarded app's time for one iris row (measured in
+    process: 111 -> 74 µs)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def __call__(self, fields: dict) -> None:
+        self.stream.write(json_line(time.time(), "info", "modelfly.access", "request", fields)
+                          + "\n")
+        self.stream.flush()
 
 
 def setup_logging() -> None:
@@ -107,7 +128,7 @@ def _create_app():
     log.info("auth is %s", "on" if settings.token else
              "OFF: anyone who can reach this port can call the model; set MODELFLY_TOKEN")
     log.info("default model %s", "ready" if ok else f"NOT ready: {details}")
-    return Guard(firefly_app, functions, settings, ready, metrics)
+    return Guard(firefly_app, functions, settings, ready, metrics, AccessLog(sys.stderr))
 
 
 def __getattr__(name: str):
