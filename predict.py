@@ -17,7 +17,7 @@ import threading
 from typing import Any
 
 from config import ConfigError, Settings
-from errors import ServerFault
+from errors import BadInput, ServerFault
 from features import to_rows
 from registry import PUBLIC_CARD_KEYS, Registry
 
@@ -55,6 +55,8 @@ def predict(features: Any, model: str | None = None) -> dict:
     rows = to_rows(features, loaded.card, models.settings.max_rows)
     try:
         return models.answer(loaded, rows)
+    except BadInput:  # values the model has no finite answer for
+        raise
     except Exception as error:
         log.exception("model %r failed on %d row(s)", loaded.card["name"], len(rows))
         raise ServerFault(

@@ -25,7 +25,7 @@ import sklearn
 
 from batching import Batcher, gevent_running
 from config import Settings
-from errors import ModelNotFound, ModelRefused, describe
+from errors import BadInput, ModelNotFound, ModelRefused, describe
 from fast_paths import fast_path
 from features import Rows, to_rows
 
@@ -82,11 +82,24 @@ class LoadedModel:
     def answer(self, rows: Rows) -> dict:
         """Predict for rows already checked by `features.to_rows`; plain Python types only."""
         probabilities, predictions = self._predict(self._inputs(rows))
+        self._refuse_non_finite(probabilities if probabilities is not None else predictions)
         answer = {"model": self.card["name"], "version": self.card["version"],
                   "predictions": predictions.tolist()}
         if probabilities is not None:
             answer["probabilities"] = per_row(self.classes, probabilities)
         return answer
+
+    def _refuse_non_finite(self, outputs: numpy.ndarray) -> None:
+        """Finite inputs can still overflow the model's arithmetic (iris at 1e308: NaN
+        probabilities, where scikit-learn's own predict and its argmax disagree); such an
+        answer means nothing, and JSON has no NaN or Infinity."""
+        if outputs.dtype.kind != "f":
+            return  # labels
+        finite = numpy.isfinite(outputs).reshape(len(outputs), -1).all(axis=1)
+        if not finite.all():
+            raise BadInput(
+                f"row {int(numpy.argmin(finite))}: model {self.card['name']!r} has no finite "
+                "answer for these values; they are too far outside the data it was trained on")
 
     def _predict(self, inputs: Any) -> tuple[numpy.ndarray | None, numpy.ndarray]:
         """(class probabilities, or None for models without them; predictions)."""

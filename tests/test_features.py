@@ -154,3 +154,13 @@ def test_many_plain_rows_come_back_as_floats():
     checked = to_rows(rows, card, max_rows=10_000)
     assert checked.dtype == numpy.float64 and checked.shape == (1000, 4)
     assert checked.tolist() == [[float(v) for v in row] for row in rows]
+
+
+@pytest.mark.parametrize("model, rows, row", [
+    ("iris", [[1e308] * 4], 0),  # NaN probabilities
+    ("iris", [ROW] * 3 + [[1e308] * 4] + [ROW] * 9, 3),
+    ("diabetes", [[0.0] * 10, [1e308] * 10], 1),  # an infinite prediction
+])
+def test_values_the_model_has_no_finite_answer_for_are_refused(model, rows, row):
+    with pytest.raises(BadInput, match=rf"^row {row}: model '{model}' has no finite answer"):
+        predict(rows, model=model)

@@ -63,6 +63,7 @@ MORE_BAD_BODIES = [
     (b'{"features": [-1e400, 3.0, 5.1, 1.8]}', 400, "received -Infinity"),
     # orjson (fast_json.py) refuses these; Firefly's json takes them, and features.py decides
     (b'{"features": [NaN, 3.0, 5.1, 1.8]}', 400, "received NaN"),
+    (b'{"features": [1e308, 1e308, 1e308, 1e308]}', 400, "no finite answer"),
     (b'{"features": [5.9, 3.0, 5.1, 1.8], "model": "\\ud800"}', 404, "unknown model"),
     ('{"f\u00eatures": [5.9, 3.0, 5.1, 1.8]}'.encode(), 422, "missing a required argument"),
     ('{"features": {"s\u00e9pal_length": 5.9}}'.encode(), 400, "unknown column(s) 's\u00e9pal"),
