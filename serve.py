@@ -72,9 +72,12 @@ class AccessLog:
         self.stream = stream
 
     def __call__(self, fields: dict) -> None:
-        self.stream.write(json_line(time.time(), "info", "modelfly.access", "request", fields)
-                          + "\n")
-        self.stream.flush()
+        line = json_line(time.time(), "info", "modelfly.access", "request", fields) + "\n"
+        try:
+            self.stream.write(line)
+            self.stream.flush()
+        except (OSError, ValueError):  # a closed or broken stderr must not fail the request
+            pass
 
 
 def setup_logging() -> None:

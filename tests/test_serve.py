@@ -371,6 +371,23 @@ def test_one_json_access_line_per_request_with_its_id(prod):
     assert [line for line in access if line["request_id"] == made][0]["route"] == "/health"
 
 
+
+def test_an_access_line_that_cannot_be_written_does_not_fail_the_request():
+    import io
+
+    from serve import AccessLog
+
+    written = io.StringIO()
+    AccessLog(written)({"request_id": "r1", "status": 200})
+    line = json.loads(written.getvalue())
+    assert line["logger"] == "modelfly.access" and line["message"] == "request"
+    assert line["request_id"] == "r1" and line["status"] == 200
+    assert written.getvalue().endswith("}\n") and written.getvalue().count("\n") == 1
+
+    closed = io.StringIO()
+    closed.close()
+    AccessLog(closed)({"request_id": "r2"})  # no exception: the request is answered anyway
+
 def test_model_client_against_the_production_server(prod_token):
     with ModelClient(prod_token.url, token=TOKEN) as client:
         assert client.predict(GOOD_ROW) == predict(GOOD_ROW)
