@@ -161,6 +161,8 @@ def test_many_plain_rows_come_back_as_floats():
     ("iris", [ROW] * 3 + [[1e308] * 4] + [ROW] * 9, 3),
     ("diabetes", [[0.0] * 10, [1e308] * 10], 1),  # an infinite prediction
 ])
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning",
+                            "ignore:invalid value encountered:RuntimeWarning")  # numpy's, expected
 def test_values_the_model_has_no_finite_answer_for_are_refused(model, rows, row):
     with pytest.raises(BadInput, match=rf"^row {row}: model '{model}' has no finite answer"):
         predict(rows, model=model)
