@@ -65,8 +65,8 @@ class JsonFormatter(logging.Formatter):
 class AccessLog:
     """The guard's line per request: the same JSON as the other lines (logger
     `modelfly.access`), written straight to the stream. Through logging's records it cost
-    ~35 µs a request, a third of the guarded app's time for one iris row (measured in
-    process: 111 -> 74 µs)."""
+    20-35 µs a request, about a quarter of the guarded app's time for one iris row (in
+    process, three interleaved pairs: 102-134 -> 82-86 µs; bench/RESULTS.md)."""
 
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
