@@ -371,7 +371,6 @@ def test_one_json_access_line_per_request_with_its_id(prod):
     assert [line for line in access if line["request_id"] == made][0]["route"] == "/health"
 
 
-
 def test_an_access_line_that_cannot_be_written_does_not_fail_the_request():
     import io
 
@@ -387,6 +386,7 @@ def test_an_access_line_that_cannot_be_written_does_not_fail_the_request():
     closed = io.StringIO()
     closed.close()
     AccessLog(closed)({"request_id": "r2"})  # no exception: the request is answered anyway
+
 
 def test_model_client_against_the_production_server(prod_token):
     with ModelClient(prod_token.url, token=TOKEN) as client:
