@@ -40,9 +40,11 @@ def _multinomial(coef_t: numpy.ndarray, intercept: numpy.ndarray) -> FastPath:
     # LogisticRegression.predict_proba: decision_function, then sklearn.utils.extmath.softmax.
     def probabilities(rows: numpy.ndarray) -> numpy.ndarray:
         scores = rows @ coef_t + intercept
-        scores -= scores.max(axis=1).reshape(-1, 1)
+        # ndarray.max and .sum are these reductions behind a Python wrapper; keepdims spares
+        # the reshape (the same values; each numpy call counts for one row)
+        scores -= numpy.maximum.reduce(scores, axis=1, keepdims=True)
         numpy.exp(scores, out=scores)
-        scores /= scores.sum(axis=1).reshape(-1, 1)
+        scores /= numpy.add.reduce(scores, axis=1, keepdims=True)
         return scores
 
     return probabilities

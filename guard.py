@@ -29,6 +29,10 @@ Answer = tuple[int, list[tuple[str, str]], bytes]
 JSON = ("Content-Type", JSON_CONTENT_TYPE)
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 PROBES = ("/health", "/ready")
+STATUS_LINES = {status.value: f"{status.value} {status.phrase}" for status in HTTPStatus}
+# Methods counted by name in the metrics; any other is counted as "other", so a client cannot
+# add series at will.
+METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
 
 class BodyTimeout(Exception):
@@ -76,10 +80,11 @@ class Guard:
         finally:
             self.metrics.in_flight.dec()
         headers = [*headers, ("X-Request-ID", request_id), *self._cors(environ)]
-        start_response(f"{status} {HTTPStatus(status).phrase}",
+        start_response(STATUS_LINES.get(status) or f"{status} Unknown",
                        [*headers, ("Content-Length", str(len(body)))])
         seconds = time.perf_counter() - started
-        self.metrics.observe_request(route, method, status, seconds)
+        self.metrics.observe_request(route, method if method in METHODS else "other", status,
+                                     seconds)
         self.access_log({"request_id": request_id, "method": method, "route": route,
                          "status": status, "latency_ms": round(seconds * 1000, 3),
                          "bytes": len(body)})

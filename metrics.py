@@ -45,10 +45,17 @@ class Metrics:
                                         "Requests answered by one model call (micro-batching)",
                                         buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=own)
         self._own = own
+        # The labelled series each (route, method, status) writes to: labels() takes a lock
+        # and checks its arguments on every call. Routes are the server's own paths or "other".
+        self._series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.requests.labels(route, method, str(status)).inc()
-        self.latency.labels(route).observe(seconds)
+        series = self._series.get((route, method, status))
+        if series is None:
+            series = self._series[route, method, status] = (
+                self.requests.labels(route, method, str(status)), self.latency.labels(route))
+        series[0].inc()
+        series[1].observe(seconds)
 
     def model_loaded(self, name: str, seconds: float) -> None:
         self.load_seconds.labels(name).set(seconds)

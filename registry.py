@@ -93,13 +93,12 @@ class LoadedModel:
         """Finite inputs can still overflow the model's arithmetic (iris at 1e308: NaN
         probabilities, where scikit-learn's own predict and its argmax disagree); such an
         answer means nothing, and JSON has no NaN or Infinity."""
-        if outputs.dtype.kind != "f":
-            return  # labels
+        if outputs.dtype.kind != "f" or numpy.isfinite(outputs).all():
+            return  # labels, or all finite: the common case in two numpy calls
         finite = numpy.isfinite(outputs).reshape(len(outputs), -1).all(axis=1)
-        if not finite.all():
-            raise BadInput(
-                f"row {int(numpy.argmin(finite))}: model {self.card['name']!r} has no finite "
-                "answer for these values; they are too far outside the data it was trained on")
+        raise BadInput(
+            f"row {int(numpy.argmin(finite))}: model {self.card['name']!r} has no finite "
+            "answer for these values; they are too far outside the data it was trained on")
 
     def _predict(self, inputs: Any) -> tuple[numpy.ndarray | None, numpy.ndarray]:
         """(class probabilities, or None for models without them; predictions)."""

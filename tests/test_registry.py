@@ -203,3 +203,32 @@ def test_rows_of_several_requests_join_in_order():
     assert together.tolist() == [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]
     assert joined([[[0.5, None]], many, [["a", 1.0]]]) == [
         [0.5, None], [1.0, 2.0], [3.0, 4.0], ["a", 1.0]]
+
+
+class _Doubling:
+    """A stand-in model: answers each row with its double, records the rows of each call."""
+
+    def __init__(self) -> None:
+        self.calls: list[list] = []
+
+    def answer(self, rows: list) -> dict:
+        self.calls.append(rows)
+        return {"model": "doubling", "predictions": [row[0] * 2 for row in rows]}
+
+
+@pytest.mark.parametrize("dear", [True, False])
+def test_the_batcher_coalesces_for_a_dear_model_and_calls_a_cheap_one_at_once(dear):
+    import gevent
+
+    import batching
+
+    model, sizes = _Doubling(), []
+    batcher = batching.Batcher(model, max_rows=100, max_wait=0, on_batch=sizes.append)
+    # a dear model's leader lets the others join; a cheap one's is called at once
+    batcher.call_seconds = 1.0 if dear else 0.0
+    callers = [gevent.spawn(batcher.answer, [[float(i)], [float(i) + 0.5]]) for i in range(3)]
+    gevent.joinall(callers, raise_error=True)
+    assert [c.value["predictions"] for c in callers] == [[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]]
+    assert sizes == ([3] if dear else [1, 1, 1])
+    assert len(model.calls) == len(sizes)
+    assert batcher.queue == []

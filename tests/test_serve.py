@@ -233,6 +233,15 @@ def test_metrics_add_up_across_workers(prod):
     assert "# TYPE modelfly_http_request_duration_seconds histogram" in text
 
 
+def test_metrics_count_unknown_methods_as_other(prod):
+    for method in ("BREW", "SPAM"):
+        assert requests.request(method, prod.url + "/predict", timeout=10).status_code == 405
+    text = requests.get(prod.url + "/metrics", timeout=10).text
+    assert metric(text, "modelfly_http_requests_total", route="/predict", method="other",
+                  status="405") >= 2
+    assert "BREW" not in text and "SPAM" not in text
+
+
 @pytest.mark.parametrize("method, path, headers, body, status, message", [
     ("GET", "/predict", {}, b"", 405, "/predict takes POST, received GET"),
     ("PUT", "/predict", {"Content-Type": "application/json"}, b"{}", 405, "takes POST"),
