@@ -1,17 +1,18 @@
 """gunicorn settings for `python serve.py`; environment variables override the defaults.
 
-| variable                | default  | meaning                                               |
-|-------------------------|----------|-------------------------------------------------------|
-| WEB_CONCURRENCY         | 2        | worker processes (one per core)                       |
-| MODELFLY_WORKER_CLASS   | gevent   | gunicorn worker class                                 |
-| MODELFLY_TIMEOUT        | 30       | seconds before a silent worker is killed and replaced |
-| MODELFLY_GRACEFUL_TIMEOUT | 20     | seconds in-flight requests get after SIGTERM          |
+| variable                  | default                     | meaning                              |
+|---------------------------|-----------------------------|--------------------------------------|
+| WEB_CONCURRENCY           | 2                           | worker processes (one per core)      |
+| MODELFLY_WORKER_CLASS     | worker.OneWriteGeventWorker | gunicorn worker class (worker.py)    |
+| MODELFLY_TIMEOUT          | 30                          | silent worker killed after (seconds) |
+| MODELFLY_GRACEFUL_TIMEOUT | 20                          | seconds in-flight requests get after |
+|                           |                             | SIGTERM                              |
 """
 
 import os
 
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-worker_class = os.environ.get("MODELFLY_WORKER_CLASS", "gevent")
+worker_class = os.environ.get("MODELFLY_WORKER_CLASS", "worker.OneWriteGeventWorker")
 worker_connections = 1000  # per gevent worker: idle and slow clients cost a greenlet each
 preload_app = True  # the model is loaded once in the master and shared with the workers
 timeout = int(os.environ.get("MODELFLY_TIMEOUT", "30"))

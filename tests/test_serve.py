@@ -1,6 +1,7 @@
 """The production server (python serve.py: gunicorn + the guard around Firefly's app), over
 HTTP on free ports: same answers as the CLI, auth, probes, metrics, limits, CORS and logs."""
 
+import http.client
 import json
 import re
 import signal
@@ -265,6 +266,27 @@ def test_method_type_and_path_refusals(prod, method, path, headers, body, status
     assert "<script>" not in response.text
     if status == 405:
         assert response.headers["Allow"] in ("POST, OPTIONS", "GET")
+
+
+def test_answers_with_and_without_bodies_follow_each_other_on_one_connection(prod):
+    # The worker holds each head back until its body (worker.py): HEAD and 204 answers have
+    # none, a 10,000-row answer is large; each must arrive whole and in order.
+    host, port = prod.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    big = json.dumps({"features": [GOOD_ROW] * 10_000})
+    for method, path, body, status, length in [
+            ("HEAD", "/health", None, 200, 0), ("OPTIONS", "/predict", None, 204, 0),
+            ("POST", "/predict", big, 200, None), ("GET", "/health", None, 200, None)]:
+        headers = {"Content-Type": "application/json"} if body else {}
+        connection.request(method, path, body=body, headers=headers)
+        answer = connection.getresponse()
+        payload = answer.read()
+        assert answer.status == status, (method, path)
+        assert len(payload) == (length if length is not None
+                                else int(answer.headers["Content-Length"]))
+        if path == "/predict" and method == "POST":
+            assert len(json.loads(payload)["predictions"]) == 10_000
+    connection.close()
 
 
 def test_the_index_lists_names_and_paths_only(prod):
