@@ -9,6 +9,7 @@ Settings: config.py (MODELFLY_*), gunicorn.conf.py (WEB_CONCURRENCY and the work
 """
 
 import argparse
+import functools
 import gc
 import importlib
 import logging
@@ -46,9 +47,15 @@ def build_firefly_app(config_path: Path):
 
 def json_line(created: float, level: str, logger: str, message: str, fields: dict) -> str:
     """One log line: time (UTC, to the millisecond), level, logger, message, then `fields`."""
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
-    return orjson.dumps({"time": f"{stamp}.{int(created * 1000) % 1000:03d}Z", "level": level,
-                         "logger": logger, "message": message, **fields}, default=str).decode()
+    stamp = f"{_utc_second(int(created))}.{int(created * 1000) % 1000:03d}Z"
+    return orjson.dumps({"time": stamp, "level": level, "logger": logger, "message": message,
+                         **fields}, default=str).decode()
+
+
+@functools.lru_cache(maxsize=1)
+def _utc_second(second: int) -> str:
+    # Lines come many to a second: the date and time are formatted once per second.
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
 
 
 class JsonFormatter(logging.Formatter):
