@@ -289,6 +289,22 @@ def test_answers_with_and_without_bodies_follow_each_other_on_one_connection(pro
     connection.close()
 
 
+def test_a_keep_alive_connection_is_closed_after_its_1000th_answer(prod):
+    # so connections opened together cannot stay on one worker for good (worker.py)
+    from worker import REQUESTS_PER_CONNECTION
+
+    host, port = prod.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    closes = []
+    for _ in range(REQUESTS_PER_CONNECTION):
+        connection.request("GET", "/health")
+        answer = connection.getresponse()
+        assert answer.read() and answer.status == 200
+        closes.append(answer.headers.get("Connection", "").lower() == "close")
+    assert closes == [False] * (REQUESTS_PER_CONNECTION - 1) + [True]
+    connection.close()
+
+
 def test_the_index_lists_names_and_paths_only(prod):
     index = requests.get(prod.url + "/", timeout=10).json()
     assert index == {"app": "modelfly", "functions": {
