@@ -8,6 +8,7 @@ Starts, in this one run and on free loopback ports: (a) modelfly's production se
 (d) the bare Firefly app serving a plain function around scikit-learn's `predict` under
 gunicorn -w2 (no checks, no guard, no batching); and measures the in-process limit. Outside
 the smoke it also runs modelfly's app under granian (a Rust HTTP server), which is not shipped.
+Each server gets an uncounted warm-up (2 s at concurrency 1; not in the smoke) first.
 Load comes from wrk where it is installed, else a Python generator. Models: the shipped iris
 LogisticRegression, the shipped penguins Pipeline (records with categories), and a
 RandomForest of 100 trees trained here.
@@ -220,6 +221,10 @@ def main() -> None:
             port = free_port()
             server = Running(name, argv(port), port, env, cwd)
             try:
+                if not args.smoke:
+                    # Not counted: the first answer can come before every worker is up, and
+                    # connections opened then would stay on the first for a while (worker.py).
+                    load(server.url, request_body(default, 1), 1, 2)
                 for model, rows, concurrency in served:
                     if model == "penguins" and name == "Flask+gunicorn":
                         continue  # the tutorial app takes rows of numbers only
