@@ -8,7 +8,9 @@ Starts, in this one run and on free loopback ports: (a) modelfly's production se
 (d) the bare Firefly app serving a plain function around scikit-learn's `predict` under
 gunicorn -w2 (no checks, no guard, no batching); and measures the in-process limit. Outside
 the smoke it also runs modelfly's app under granian (a Rust HTTP server), which is not shipped.
-Each server gets an uncounted warm-up (2 s at concurrency 1; not in the smoke) first.
+All servers run at once; each gets an uncounted warm-up (2 s at concurrency 1; not in the
+smoke), then each measurement is taken in three rounds of 3 s, in turn on every server, and
+the median of each figure is reported (median_round).
 Load comes from wrk where it is installed, else a Python generator. Models: the shipped iris
 LogisticRegression, the shipped penguins Pipeline (records with categories), and a
 RandomForest of 100 trees trained here.
@@ -142,6 +144,17 @@ def _python_load(url: str, body: bytes, concurrency: int, seconds: float) -> dic
             "socket": False}
 
 
+def median_round(runs: list[dict]) -> dict:
+    """Several rounds of one measurement as one: the median of each figure, the errors of all.
+    The rounds of all servers are taken in turn, so a slow spell of this shared VM falls on
+    every server alike rather than on whichever ran then."""
+    return {"req/s": statistics.median(run["req/s"] for run in runs),
+            "p50": statistics.median(run["p50"] for run in runs),
+            "p99": statistics.median(run["p99"] for run in runs),
+            "errors": sum(run["errors"] for run in runs),
+            "socket": any(run["socket"] for run in runs)}
+
+
 def in_process(model: str, models: Path, rows: int, seconds: float) -> dict:
     """The limit: the estimator itself on a numpy array (a DataFrame for penguins), no HTTP,
     no JSON."""
@@ -177,19 +190,24 @@ def request_body(model: str, rows: int) -> bytes:
     return json.dumps({"features": [ROW] * rows if rows > 1 else ROW}).encode()
 
 
-def lone_request(models: Path, seconds: float) -> None:
+def lone_request(models: Path, rounds: int, seconds: float) -> None:
     """What micro-batching costs a request that has no company: concurrency 1, batching on and
     off, for penguins (a Pipeline: a model call dear enough for the batcher to wait for more)."""
     argv, env, cwd = servers(models, "iris")["modelfly"]
-    measured = {}
-    for label, batch_rows in (("batching on (default)", "1000"), ("batching off", "1")):
-        port = free_port()
-        server = Running("modelfly", argv(port), port,
-                         {**env, "MODELFLY_BATCH_MAX_ROWS": batch_rows}, cwd)
-        try:
-            measured[label] = load(server.url, request_body("penguins", 1), 1, seconds)
-        finally:
+    running: dict[str, Running] = {}
+    try:
+        for label, batch_rows in (("batching on (default)", "1000"), ("batching off", "1")):
+            port = free_port()
+            running[label] = Running("modelfly", argv(port), port,
+                                     {**env, "MODELFLY_BATCH_MAX_ROWS": batch_rows}, cwd)
+        runs: dict[str, list[dict]] = {label: [] for label in running}
+        for _ in range(rounds):
+            for label, server in running.items():
+                runs[label].append(load(server.url, request_body("penguins", 1), 1, seconds))
+    finally:
+        for server in running.values():
             server.stop()
+    measured = {label: median_round(taken) for label, taken in runs.items()}
     print("\n| penguins, 1 record, concurrency 1 | req/s | p50 ms | p99 ms |")
     print("|---|---:|---:|---:|")
     for label, r in measured.items():
@@ -202,7 +220,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="1 s per measurement, fewer")
     args = parser.parse_args()
-    seconds = 1 if args.smoke else 10
+    # Rounds of each measurement, taken in turn on every server (see median_round).
+    rounds, seconds = (1, 1) if args.smoke else (3, 3)
     models = rf_models_dir()
     cases = [("iris", 1, 1), ("iris", 1, 16), ("iris", 100, 16), ("iris", 10_000, 2),
              ("penguins", 1, 16), ("forest", 1, 16)]
@@ -215,32 +234,42 @@ def main() -> None:
     # The forest is its servers' default model; iris and penguins share theirs.
     for default in dict.fromkeys("forest" if case[0] == "forest" else "iris" for case in cases):
         served = [case for case in cases if (case[0] == "forest") == (default == "forest")]
-        for name, (argv, env, cwd) in servers(models, default).items():
-            if name == GRANIAN and args.smoke:
-                continue
-            port = free_port()
-            server = Running(name, argv(port), port, env, cwd)
-            try:
+        running: dict[str, Running] = {}
+        try:
+            for name, (argv, env, cwd) in servers(models, default).items():
+                if name == GRANIAN and args.smoke:
+                    continue
+                port = free_port()
+                running[name] = Running(name, argv(port), port, env, cwd)
                 if not args.smoke:
                     # Not counted: the first answer can come before every worker is up, and
                     # connections opened then would stay on the first for a while (worker.py).
-                    load(server.url, request_body(default, 1), 1, 2)
-                for model, rows, concurrency in served:
-                    if model == "penguins" and name == "Flask+gunicorn":
-                        continue  # the tutorial app takes rows of numbers only
-                    print(f"{model}, {rows} row(s), concurrency {concurrency}: {name}",
-                          file=sys.stderr)
-                    results[(model, rows, concurrency, name)] = load(
-                        server.url, request_body(model, rows), concurrency, seconds)
+                    load(running[name].url, request_body(default, 1), 1, 2)
+            for model, rows, concurrency in served:
+                measured: dict[str, list[dict]] = {
+                    name: [] for name in running
+                    # the tutorial app takes rows of numbers only
+                    if not (model == "penguins" and name == "Flask+gunicorn")}
+                for _ in range(rounds):
+                    for name, runs in measured.items():
+                        print(f"{model}, {rows} row(s), concurrency {concurrency}: {name}",
+                              file=sys.stderr)
+                        runs.append(load(running[name].url, request_body(model, rows),
+                                         concurrency, seconds))
+                for name, runs in measured.items():
+                    results[(model, rows, concurrency, name)] = median_round(runs)
+            for name, server in running.items():
                 pids = [server.process.pid, *children_of(server.process.pid)]
                 memory[(default, name)] = (server.cold_start, pss_mib(pids))
-            finally:
+        finally:
+            for server in running.values():
                 server.stop()
         for model, rows, concurrency in served:
             results[(model, rows, concurrency, "in-process")] = in_process(
                 model, models, rows, min(seconds, 3))
-    print(f"wrk={'yes' if shutil.which('wrk') else 'no (Python load)'}, {seconds} s each; "
-          "ratios are modelfly's req/s over the baseline's\n")
+    print(f"wrk={'yes' if shutil.which('wrk') else 'no (Python load)'}; each figure is the "
+          f"median of {rounds} round(s) of {seconds} s, taken in turn on every server; ratios "
+          "are modelfly's req/s over the baseline's\n")
     print("| model | rows/req | conc. | server | req/s | rows/s | p50 ms | p99 ms | errors "
           "| vs CLI | vs Flask | vs Firefly+gunicorn |")
     print("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -258,7 +287,7 @@ def main() -> None:
                   f"{r['req/s'] * rows:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} | "
                   f"{r['errors']} | {ratios} |")
     if not args.smoke:
-        lone_request(models, seconds)
+        lone_request(models, rounds, seconds)
     print("\n| model | server | cold start to first 200 (s) | PSS after load, all processes "
           "(MiB) |")
     print("|---|---|---:|---:|")
