@@ -27,3 +27,14 @@ def test_serving_bench_smoke():
     for row in served:  # req/s, and no answer other than 200
         assert float(row[5].replace(",", "")) > 0 and row[9].strip() == "0"
     assert "PSS with two workers / with one:" in out
+
+
+def test_server_cpu_smoke():
+    out = subprocess.run([sys.executable, "bench/server_cpu.py", "--pairs", "1", "--seconds",
+                          "1"], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                         check=True).stdout
+    rows = [line.split("|") for line in out.splitlines() if line.startswith(f"| {ROOT}")]
+    assert len(rows) == 1
+    requests_per_second, cpu_per_request = (float(rows[0][i].replace(",", "")) for i in (3, 5))
+    assert requests_per_second > 0 and 0 < cpu_per_request < 100_000
+    assert "µs of server CPU per request" in out
