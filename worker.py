@@ -4,7 +4,7 @@ and closing keep-alive connections after REQUESTS_PER_CONNECTION answers.
 gunicorn sends the status line and headers, then the body, in two socket writes: two system
 calls and two TCP segments for every small answer. The worker below holds the head back
 until the body's first write and sends both together; an answer without a body is sent when
-the request is done. Measured under wrk at concurrency 16 (iris, one row), three interleaved
+the request is done. Measured under wrk at concurrency 16 (iris, one row), four interleaved
 pairs: about 2 % less server CPU per request (bench/RESULTS.md).
 """
 
