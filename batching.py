@@ -50,11 +50,16 @@ class Batcher:
         if not self.queue and not self._gathers():
             # Nobody waits, and a cheap model is called without a loop turn, so nobody could
             # join: a batch of one, without the hand-over.
-            alone = _Waiting(rows, None)
-            self._run([alone])
-            if alone.error is not None:
-                raise alone.error
-            return alone.answer
+            waiting = _Waiting(rows, None)
+            self._run([waiting])
+        else:
+            waiting = self._join(rows)
+        if waiting.error is not None:
+            raise waiting.error
+        return waiting.answer
+
+    def _join(self, rows: Rows) -> _Waiting:
+        """Queue the rows and wait until a batch holding them has run."""
         from gevent.event import Event
 
         waiting = _Waiting(rows, Event())
@@ -65,9 +70,7 @@ class Batcher:
             waiting.done.wait()
             if waiting.answer is None and waiting.error is None and self.queue[:1] == [waiting]:
                 self._lead()  # the previous batch was full: this one leads the next
-        if waiting.error is not None:
-            raise waiting.error
-        return waiting.answer
+        return waiting
 
     def _lead(self) -> None:
         import gevent
