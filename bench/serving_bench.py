@@ -144,6 +144,16 @@ def _python_load(url: str, body: bytes, concurrency: int, seconds: float) -> dic
             "socket": False}
 
 
+def in_turn(running: dict[str, Running], body: bytes, concurrency: int, rounds: int,
+            seconds: float) -> dict[str, dict]:
+    """Load each server `rounds` times with `body`, in turn; its figures: median_round."""
+    runs: dict[str, list[dict]] = {name: [] for name in running}
+    for _ in range(rounds):
+        for name, server in running.items():
+            runs[name].append(load(server.url, body, concurrency, seconds))
+    return {name: median_round(taken) for name, taken in runs.items()}
+
+
 def median_round(runs: list[dict]) -> dict:
     """Several rounds of one measurement as one: the median of each figure, the errors of all.
     The rounds of all servers are taken in turn, so a slow spell of this shared VM falls on
@@ -200,14 +210,10 @@ def lone_request(models: Path, rounds: int, seconds: float) -> None:
             port = free_port()
             running[label] = Running("modelfly", argv(port), port,
                                      {**env, "MODELFLY_BATCH_MAX_ROWS": batch_rows}, cwd)
-        runs: dict[str, list[dict]] = {label: [] for label in running}
-        for _ in range(rounds):
-            for label, server in running.items():
-                runs[label].append(load(server.url, request_body("penguins", 1), 1, seconds))
+        measured = in_turn(running, request_body("penguins", 1), 1, rounds, seconds)
     finally:
         for server in running.values():
             server.stop()
-    measured = {label: median_round(taken) for label, taken in runs.items()}
     print("\n| penguins, 1 record, concurrency 1 | req/s | p50 ms | p99 ms |")
     print("|---|---:|---:|---:|")
     for label, r in measured.items():
@@ -246,18 +252,14 @@ def main() -> None:
                     # connections opened then would stay on the first for a while (worker.py).
                     load(running[name].url, request_body(default, 1), 1, 2)
             for model, rows, concurrency in served:
-                measured: dict[str, list[dict]] = {
-                    name: [] for name in running
-                    # the tutorial app takes rows of numbers only
-                    if not (model == "penguins" and name == "Flask+gunicorn")}
-                for _ in range(rounds):
-                    for name, runs in measured.items():
-                        print(f"{model}, {rows} row(s), concurrency {concurrency}: {name}",
-                              file=sys.stderr)
-                        runs.append(load(running[name].url, request_body(model, rows),
-                                         concurrency, seconds))
-                for name, runs in measured.items():
-                    results[(model, rows, concurrency, name)] = median_round(runs)
+                print(f"{model}, {rows} row(s), concurrency {concurrency}", file=sys.stderr)
+                loaded = {name: server for name, server in running.items()
+                          # the tutorial app takes rows of numbers only
+                          if not (model == "penguins" and name == "Flask+gunicorn")}
+                measured = in_turn(loaded, request_body(model, rows), concurrency, rounds,
+                                   seconds)
+                for name, figures in measured.items():
+                    results[(model, rows, concurrency, name)] = figures
             for name, server in running.items():
                 pids = [server.process.pid, *children_of(server.process.pid)]
                 memory[(default, name)] = (server.cold_start, pss_mib(pids))
