@@ -12,20 +12,15 @@ each checkout's median.
 """
 
 import argparse
-import json
 import os
-import re
 import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.servers import ROOT, Running, children_of, free_port  # noqa: E402
-
-ROW = [5.9, 3.0, 5.1, 1.8]
+from bench.serving_bench import load, request_body  # noqa: E402
 
 
 def cpu_seconds(pids: list[int]) -> tuple[float, float]:
@@ -42,30 +37,20 @@ def cpu_seconds(pids: list[int]) -> tuple[float, float]:
     return total / ticks, system / ticks
 
 
-def wrk(url: str, script: str, concurrency: int, seconds: int) -> str:
-    return subprocess.run(["wrk", "-t", str(min(concurrency, 2)), "-c", str(concurrency), "-d",
-                           f"{seconds}s", "--latency", "-s", script, url + "/predict"],
-                          capture_output=True, text=True, check=True,
-                          timeout=seconds + 60).stdout
-
-
-def measure(checkout: Path, script: str, concurrency: int, seconds: int) -> dict:
+def measure(checkout: Path, body: bytes, concurrency: int, seconds: int) -> dict:
     port = free_port()
     server = Running(checkout.name, [sys.executable, "serve.py", "--bind",
                                      f"127.0.0.1:{port}"], port, cwd=checkout)
     try:
-        wrk(server.url, script, concurrency, 2)  # every worker up and warm
+        load(server.url, body, concurrency, 2)  # every worker up and warm
         pids = [server.process.pid, *children_of(server.process.pid)]
         before = cpu_seconds(pids)
-        out = wrk(server.url, script, concurrency, seconds)
+        figures = load(server.url, body, concurrency, seconds)
         after = cpu_seconds(pids)
     finally:
         server.stop()
-    answered = int(re.search(r"(\d+) requests in", out).group(1))
-    p99 = re.search(r"^\s+99%\s+(\S+)$", out, re.M)
-    return {"req/s": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-            "p99": p99.group(1) if p99 else "-",
-            "cpu_us": (after[0] - before[0]) / answered * 1e6,
+    answered = max(figures["requests"], 1)
+    return {**figures, "cpu_us": (after[0] - before[0]) / answered * 1e6,
             "system_us": (after[1] - before[1]) / answered * 1e6}
 
 
@@ -80,24 +65,18 @@ def main() -> None:
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("server_cpu: needs wrk (apt-get install wrk)")
-    body = json.dumps({"features": [ROW] * args.rows if args.rows > 1 else ROW})
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(f"wrk.method = 'POST'\nwrk.body = {json.dumps(body)}\n"
-                     "wrk.headers['Content-Type'] = 'application/json'\n")
+    body = request_body("iris", args.rows)
     print(f"iris, {args.rows} row(s) per request, concurrency {args.concurrency}, "
           f"{args.seconds} s per round\n")
     print("| checkout | round | req/s | p99 | server CPU µs/request | of which system |")
     print("|---|---:|---:|---:|---:|---:|")
     cpu: dict[Path, list[float]] = {checkout: [] for checkout in args.checkouts}
-    try:
-        for round_number in range(1, args.pairs + 1):
-            for checkout in args.checkouts:
-                r = measure(checkout.resolve(), script.name, args.concurrency, args.seconds)
-                cpu[checkout].append(r["cpu_us"])
-                print(f"| {checkout} | {round_number} | {r['req/s']:,.0f} | {r['p99']} | "
-                      f"{r['cpu_us']:.1f} | {r['system_us']:.1f} |", flush=True)
-    finally:
-        Path(script.name).unlink()
+    for round_number in range(1, args.pairs + 1):
+        for checkout in args.checkouts:
+            r = measure(checkout.resolve(), body, args.concurrency, args.seconds)
+            cpu[checkout].append(r["cpu_us"])
+            print(f"| {checkout} | {round_number} | {r['req/s']:,.0f} | {r['p99']:.2f} ms | "
+                  f"{r['cpu_us']:.1f} | {r['system_us']:.1f} |", flush=True)
     print()
     for checkout, values in cpu.items():
         print(f"{checkout}: median {statistics.median(values):.1f} µs of server CPU per request")

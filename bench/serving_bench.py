@@ -88,7 +88,8 @@ def servers(models: Path, model: str) -> dict:
 
 
 def load(url: str, body: bytes, concurrency: int, seconds: float) -> dict:
-    """req/s, p50 and p99 (ms) and errors of POSTing `body` for `seconds`."""
+    """req/s, requests answered, p50 and p99 (ms) and errors of POSTing `body` for
+    `seconds`."""
     if shutil.which("wrk"):
         return _wrk(url, body, concurrency, seconds)
     return _python_load(url, body, concurrency, seconds)
@@ -114,7 +115,9 @@ def _wrk(url: str, body: bytes, concurrency: int, seconds: float) -> dict:
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     sockets = re.search(r"Socket errors: (.*)", out)
     rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    answered = re.search(r"(\d+) requests in", out)
     return {"req/s": float(rate.group(1)) if rate else 0.0,
+            "requests": int(answered.group(1)) if answered else 0,
             "p50": ms("50"), "p99": ms("99"),
             "errors": int(errors.group(1)) if errors else 0, "socket": bool(sockets)}
 
@@ -139,7 +142,8 @@ def _python_load(url: str, body: bytes, concurrency: int, seconds: float) -> dic
     for thread in threads:
         thread.join()
     latencies.sort()
-    return {"req/s": len(latencies) / seconds, "p50": statistics.median(latencies) * 1000,
+    return {"req/s": len(latencies) / seconds, "requests": len(latencies),
+            "p50": statistics.median(latencies) * 1000,
             "p99": latencies[int(len(latencies) * 0.99) - 1] * 1000, "errors": errors[0],
             "socket": False}
 
