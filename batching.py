@@ -1,41 +1,56 @@
 """Adaptive micro-batching: concurrent predictions for one model, in one worker, share one
 model call.
 
-Under the production server's gevent workers, the first request to arrive leads: it lets the
-event loop go round once (every request already read joins in), takes all waiting requests
-up to `max_rows`, and answers them with one call of the estimator; each caller gets back its
-own rows. Requests that arrive while the model runs queue up and form the next batch.
+In the production server's workers (worker.py) each request runs in a greenlet on the
+worker's event loop (green.py). The first request to arrive leads: it lets the loop go round
+until no more requests join (every request already received joins in), takes all waiting
+requests up to `max_rows`, and answers them with one call of the estimator; each caller gets
+back its own rows. Requests that arrive while the model runs queue up and form the next batch.
 
 The loop turn is only taken for models whose call is dear (WAIT_FOR_CALLS_OVER), or when a wait
 is configured (MODELFLY_BATCH_WAIT_MS): a batch saves model calls, and for a cheap one (iris'
 LogisticRegression, ~15 µs) the turn and the hand-over cost more than the calls they save
 (measured: 40 % fewer requests per second at concurrency 16, p50 +10 % at concurrency 1), while
 for a Pipeline (~5 ms a call) batching gave 4x the requests per second. A cheap model with
-nobody queued is called at once, without the queue and the hand-over. Outside gevent (a
-notebook, the Firefly CLI) there is nothing to coalesce and the model is called directly.
+nobody queued is called at once, without the queue and the hand-over. Outside such a greenlet
+(a notebook, the Firefly CLI) there is nothing to coalesce and the model is called directly.
 """
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy
 
+import green
 from features import Rows
 
 # Model calls at least this long (moving average) are worth a loop turn to gather a batch.
 WAIT_FOR_CALLS_OVER = 0.0002
+# Loop turns a request received needs to reach the queue; see Batcher._lead.
+TURNS_TO_JOIN = 3
 
 
 class _Waiting:
-    __slots__ = ("rows", "answer", "error", "done")
+    __slots__ = ("rows", "answer", "error", "woken")
 
-    def __init__(self, rows: Rows, done: Any) -> None:
-        self.rows, self.answer, self.error, self.done = rows, None, None, done
+    def __init__(self, rows: Rows) -> None:
+        self.rows, self.answer, self.error = rows, None, None
+        self.woken: asyncio.Future | None = None
+
+    def sleep(self) -> None:
+        """Wait on the event loop until wake() is called."""
+        self.woken = asyncio.get_running_loop().create_future()
+        green.wait(self.woken)
+
+    def wake(self) -> None:
+        if self.woken is not None and not self.woken.done():
+            self.woken.set_result(None)
 
 
 class Batcher:
-    """Coalesces `answer` calls for one model; safe under gevent's cooperative scheduling."""
+    """Coalesces `answer` calls for one model, between the greenlets of one event loop."""
 
     def __init__(self, model: Any, max_rows: int, max_wait: float,
                  on_batch: Callable[[int], None] | None = None) -> None:
@@ -50,7 +65,7 @@ class Batcher:
         if not self.queue and not self._gathers():
             # Nobody waits, and a cheap model is called without a loop turn, so nobody could
             # join: a batch of one, without the hand-over.
-            waiting = _Waiting(rows, None)
+            waiting = _Waiting(rows)
             self._run([waiting])
         else:
             waiting = self._join(rows)
@@ -60,25 +75,27 @@ class Batcher:
 
     def _join(self, rows: Rows) -> _Waiting:
         """Queue the rows and wait until a batch holding them has run."""
-        from gevent.event import Event
-
-        waiting = _Waiting(rows, Event())
+        waiting = _Waiting(rows)
         self.queue.append(waiting)
         if len(self.queue) == 1:
             self._lead()
         while waiting.answer is None and waiting.error is None:
-            waiting.done.wait()
+            waiting.sleep()
             if waiting.answer is None and waiting.error is None and self.queue[:1] == [waiting]:
                 self._lead()  # the previous batch was full: this one leads the next
         return waiting
 
     def _lead(self) -> None:
-        import gevent
-
         if self._gathers():
-            gevent.idle()  # every request already received gets to join
+            # A request received takes a few loop turns (its task starts, its body is read)
+            # to reach the queue: go round until a turn brings nobody new.
+            queued = 0
+            while len(self.queue) > queued:
+                queued = len(self.queue)
+                for _ in range(TURNS_TO_JOIN):
+                    green.wait(asyncio.sleep(0))
             if self.max_wait > 0:
-                gevent.sleep(self.max_wait)
+                green.wait(asyncio.sleep(self.max_wait))
         batch, taken = [], 0
         while self.queue and (not batch or taken + len(self.queue[0].rows) <= self.max_rows):
             batch.append(self.queue.pop(0))
@@ -87,9 +104,9 @@ class Batcher:
             self._run(batch)
         finally:
             for waiting in batch:
-                waiting.done.set()
+                waiting.wake()
             if self.queue:  # more came while the model ran: wake the next leader
-                self.queue[0].done.set()
+                self.queue[0].wake()
 
     def _gathers(self) -> bool:
         """Whether a leader lets the loop go round for others to join its batch."""
@@ -132,12 +149,3 @@ def joined(parts: list[Rows]) -> Rows:
         return numpy.concatenate(parts)
     return [row for part in parts
             for row in (part.tolist() if isinstance(part, numpy.ndarray) else part)]
-
-
-def gevent_running() -> bool:
-    """Whether this process runs under gevent (its socket module patched)."""
-    try:
-        from gevent import monkey
-    except ImportError:
-        return False
-    return monkey.is_module_patched("socket")

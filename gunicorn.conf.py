@@ -3,7 +3,7 @@
 | variable                  | default                     | meaning                              |
 |---------------------------|-----------------------------|--------------------------------------|
 | WEB_CONCURRENCY           | 2                           | worker processes (one per core)      |
-| MODELFLY_WORKER_CLASS     | worker.OneWriteGeventWorker | gunicorn worker class (worker.py)    |
+| MODELFLY_WORKER_CLASS     | worker.GranianWorker        | gunicorn worker class (worker.py)    |
 | MODELFLY_TIMEOUT          | 30                          | silent worker killed after (seconds) |
 | MODELFLY_GRACEFUL_TIMEOUT | 20                          | seconds in-flight requests get after |
 |                           |                             | SIGTERM                              |
@@ -12,8 +12,8 @@
 import os
 
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-worker_class = os.environ.get("MODELFLY_WORKER_CLASS", "worker.OneWriteGeventWorker")
-worker_connections = 1000  # per gevent worker: idle and slow clients cost a greenlet each
+worker_class = os.environ.get("MODELFLY_WORKER_CLASS", "worker.GranianWorker")
+worker_connections = 1000  # requests a worker takes in at once (idle connections cost less)
 preload_app = True  # the model is loaded once in the master and shared with the workers
 timeout = int(os.environ.get("MODELFLY_TIMEOUT", "30"))
 graceful_timeout = int(os.environ.get("MODELFLY_GRACEFUL_TIMEOUT", "20"))

@@ -23,7 +23,8 @@ import joblib
 import numpy
 import sklearn
 
-from batching import Batcher, gevent_running
+import green
+from batching import Batcher
 from config import Settings
 from errors import BadInput, ModelNotFound, ModelRefused, describe
 from fast_paths import fast_path
@@ -239,10 +240,10 @@ class Registry:
             return self._loaded[name]
 
     def answer(self, model: LoadedModel, rows: Rows) -> dict:
-        """The model's answer for checked rows: under gevent (the production server) through
-        the model's micro-batcher, so concurrent requests share model calls; else directly
-        (also when MODELFLY_BATCH_MAX_ROWS=1: no batch could hold two requests)."""
-        if self.settings.batch_max_rows <= 1 or not gevent_running():
+        """The model's answer for checked rows: in the production server's greenlets (green.py)
+        through the model's micro-batcher, so concurrent requests share model calls; else
+        directly (also when MODELFLY_BATCH_MAX_ROWS=1: no batch could hold two requests)."""
+        if self.settings.batch_max_rows <= 1 or not green.inside():
             return model.answer(rows)
         name = model.card["name"]
         if name not in self._batchers:

@@ -1,74 +1,158 @@
-"""gunicorn's gevent worker, writing each answer's head and body to the socket in one call
-and closing keep-alive connections after REQUESTS_PER_CONNECTION answers.
+"""gunicorn's worker process, answering HTTP with granian's Rust server.
 
-gunicorn sends the status line and headers, then the body, in two socket writes: two system
-calls and two TCP segments for every small answer. The worker below holds the head back
-until the body's first write and sends both together; an answer without a body is sent when
-the request is done. Measured under wrk at concurrency 16 (iris, one row), four interleaved
-pairs: about 2 % less server CPU per request (bench/RESULTS.md).
+gunicorn stays the process manager: the preloading master (the model shared by the workers),
+the watchdog that replaces a worker silent for MODELFLY_TIMEOUT, graceful shutdown and the
+replacement of dead workers. Inside each worker, granian's HTTP/1.1 server (Rust) parses
+requests, keeps connections alive and writes answers; it hands each request to the worker's
+asyncio loop (uvloop), which reads the body without holding anyone up, under
+MODELFLY_READ_TIMEOUT, then runs the WSGI app in a greenlet on the loop (green.py), where the
+batcher can wait for other requests. One thread runs Python, as in gunicorn's gevent worker
+before, but gunicorn's HTTP handling in Python (~140 µs of the ~310 µs a request cost) is
+gone (bench/RESULTS.md).
+
+granian is run through its worker classes (`granian._granian`, `granian._futures`), not its
+own process manager, which has no preloading and no watchdog: these are internal, so granian
+is pinned in requirements.txt.
 """
 
+import asyncio
+import io
+import os
+import sys
 from typing import Any
+from urllib.parse import unquote
 
-from gunicorn.workers.ggevent import GeventWorker
+import uvloop
+from granian._futures import _future_watcher_wrapper, _new_cbscheduler
+from granian._granian import RSGIWorker, SocketHolder, WorkerSignal
+from granian.http import HTTP1Settings
+from granian.rsgi import ProtocolClosed as RSGIProtocolClosed
+from gunicorn.workers.base import Worker
 
-# Larger bodies go in their own write rather than being copied behind the head.
-JOIN_BODIES_UNDER = 64 * 1024
-# A gevent worker keeps every connection it accepted: connections opened together (a client's
-# pool at start-up, or after a worker was replaced) can all land on one worker and stay there,
-# leaving the other cores idle (measured: 16 connections opened just after the first answer
-# all went to one worker, 2,900 instead of 5,300 requests/s). Closing each after this many
-# answers (the client reconnects, and the freest worker accepts) spreads them again, as
-# nginx's keepalive_requests does, with its default: at 100 the reconnections were the p99.
-REQUESTS_PER_CONNECTION = 1000
+import green
+from config import ServerSettings
+from guard import BodyCutShort, BodyTimeout
 
-
-class HeadWithBody:
-    """A client socket whose first `sendall` (gunicorn's head) waits for the next one.
-
-    Anything else asked of the socket (its file descriptor for sendfile, shutdown, send for
-    an interim 100 Continue) first sends what is held, so bytes always leave in order."""
-
-    def __init__(self, sock: Any) -> None:
-        self._sock = sock
-        self._held: bytes | None = None
-        self._first = True
-
-    def sendall(self, data: bytes) -> None:
-        if self._first:
-            self._first = False
-            self._held = bytes(data)
-            return
-        if self._held is None:
-            self._sock.sendall(data)
-            return
-        held, self._held = self._held, None
-        if len(data) < JOIN_BODIES_UNDER:
-            self._sock.sendall(held + data)
-        else:
-            self._sock.sendall(held)
-            self._sock.sendall(data)
-
-    def flush(self) -> None:
-        """Send what is held, if anything."""
-        if self._held is not None:
-            held, self._held = self._held, None
-            self._sock.sendall(held)
-
-    def __getattr__(self, name: str) -> Any:
-        self.flush()
-        return getattr(self._sock, name)
+# The HTTP server's own threads; Python code runs on the loop's thread only.
+RUST_THREADS = 1
+# Every worker's Rust thread accepts connections as fast as they come, however busy its
+# Python thread is: a client's pool opened at once all landed on one worker (measured: 16 of
+# 16, 4,100 instead of ~9,000 requests/s), and kept connections stay where they are. So every
+# CLOSE_EVERY-th answer of a worker closes its connection (`Connection: close`); the client
+# reconnects and either worker may accept, which spreads the connections within a second.
+CLOSE_EVERY = 100
 
 
-class OneWriteGeventWorker(GeventWorker):
-    """The gevent worker with HeadWithBody around each request's socket, closing each
-    keep-alive connection after REQUESTS_PER_CONNECTION requests."""
+class GranianWorker(Worker):
+    """A gunicorn worker whose connections are granian's and whose app runs on asyncio."""
 
-    def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> None:
-        if req.req_number >= REQUESTS_PER_CONNECTION:
-            req.force_close()
-        wrapped = HeadWithBody(sock)
+    def run(self) -> None:
+        self.settings = ServerSettings.from_env()
+        self.answered = 0
+        self.base_environ = {
+            "SCRIPT_NAME": "", "wsgi.version": (1, 0), "wsgi.errors": sys.stderr,
+            "wsgi.multithread": False, "wsgi.multiprocess": True, "wsgi.run_once": False}
+        loop = uvloop.new_event_loop()  # its hand-over from other threads is the cheaper
+        asyncio.set_event_loop(loop)
+        stop, stopped = WorkerSignal(), asyncio.Event()
+        stop.add_cb(lambda: loop.call_soon_threadsafe(stopped.set))
+        listener = SocketHolder(self.sockets[0].fileno(), False, self.cfg.backlog)
+        http1 = HTTP1Settings(header_read_timeout=int(self.settings.read_timeout * 1000))
+        server = RSGIWorker(
+            self.age, (None, listener), None, RUST_THREADS, RUST_THREADS, 1, 30,
+            self.cfg.worker_connections, "1", http1, None, False, None,
+            False, None, None, None, "tls1.3", None, [], False, (None, None))
+        server.serve_mtr(_new_cbscheduler(loop, _future_watcher_wrapper(self.handle),
+                                          impl_asyncio=True), loop, stop)
+        loop.run_until_complete(self._heartbeat(stop, stopped))
+
+    async def _heartbeat(self, stop: Any, stopped: asyncio.Event) -> None:
+        # A request that keeps the loop busy keeps this from running: gunicorn's master then
+        # replaces the worker after MODELFLY_TIMEOUT, as it would a silent gevent worker.
+        while self.alive and self.ppid == os.getppid():
+            self.notify()
+            await asyncio.sleep(1)
+        stop.set()  # no new connections; answers in progress are finished
+        await stopped.wait()
+
+    async def handle(self, scope: Any, proto: Any) -> None:
+        """One request: read its body, run the app, send its answer."""
+        environ = self.environ(scope)
+        body = await self.read_body(proto, environ)
+        environ["wsgi.input"] = io.BytesIO(body) if isinstance(body, bytes) else _NoBody(body)
+        status, headers, payload = await green.run(self.call_app, environ)
+        self.answered += 1
+        if self.answered % CLOSE_EVERY == 0:
+            headers = [*headers, ("Connection", "close")]
+        proto.response_bytes(status, headers, payload)
+
+    def environ(self, scope: Any) -> dict:
+        """The WSGI environ of an RSGI request scope, without its body."""
+        host, _, port = scope.server.rpartition(":")
+        path = scope.path
+        environ = {
+            **self.base_environ, "REQUEST_METHOD": scope.method,
+            "PATH_INFO": unquote(path, "latin-1") if "%" in path else path,
+            "QUERY_STRING": scope.query_string, "SERVER_NAME": host, "SERVER_PORT": port,
+            "SERVER_PROTOCOL": f"HTTP/{scope.http_version}",
+            "REMOTE_ADDR": scope.client.rpartition(":")[0], "wsgi.url_scheme": scope.scheme}
+        for name, value in scope.headers.items():
+            if "_" in name:  # X_Token would pass as X-Token: dropped, as gunicorn does
+                continue
+            key = name.upper().replace("-", "_")
+            if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+                key = "HTTP_" + key
+            environ[key] = f"{environ[key]},{value}" if key in environ else value
+        return environ
+
+    async def read_body(self, proto: Any, environ: dict) -> bytes | type[Exception]:
+        """The body, or why there is none: BodyTimeout (not all of it arrived within the read
+        timeout) or BodyCutShort. A body over the limit is not read (declared) or read only
+        past the limit (chunked): the guard refuses it with a 413."""
+        declared = environ.get("CONTENT_LENGTH", "")
+        limit = self.settings.max_body_bytes
+        if not declared and "HTTP_TRANSFER_ENCODING" not in environ:
+            return b""
+        if declared.isdigit() and int(declared) > limit:
+            return b""
         try:
-            super().handle_request(listener_name, req, wrapped, addr)
+            async with asyncio.timeout(self.settings.read_timeout):
+                if declared:
+                    # awaited whole: in chunks it cost ~45 µs more a request (two hand-overs)
+                    return await proto()
+                chunks, size = [], 0
+                async for chunk in proto:
+                    chunks.append(chunk)
+                    size += len(chunk)
+                    if size > limit:
+                        break
+                return b"".join(chunks)
+        except TimeoutError:
+            return BodyTimeout
+        except RSGIProtocolClosed:  # the client stopped sending before its Content-Length
+            return BodyCutShort
+
+    def call_app(self, environ: dict) -> tuple[int, list, bytes]:
+        answer: dict = {}
+
+        def start_response(status: str, headers: list, exc_info: Any = None) -> None:
+            answer["status"], answer["headers"] = int(status[:3]), headers
+
+        chunks = self.wsgi(environ, start_response)
+        try:
+            payload = b"".join(chunks)
         finally:
-            wrapped.flush()
+            if hasattr(chunks, "close"):
+                chunks.close()
+        return answer["status"], answer["headers"], payload
+
+
+class _NoBody:
+    """The input of a request whose body did not arrive: reading it raises why, which the
+    guard answers (408, 400)."""
+
+    def __init__(self, why: type[Exception]) -> None:
+        self.why = why
+
+    def read(self, size: int = -1) -> bytes:
+        raise self.why

@@ -7,7 +7,8 @@ Starts, in this one run and on free loopback ports: (a) modelfly's production se
 (`python serve.py`), (b) the Firefly CLI, (c) a tutorial-style Flask app under gunicorn -w2,
 (d) the bare Firefly app serving a plain function around scikit-learn's `predict` under
 gunicorn -w2 (no checks, no guard, no batching); and measures the in-process limit. Outside
-the smoke it also runs modelfly's app under granian (a Rust HTTP server), which is not shipped.
+the smoke it also runs modelfly's app under granian's own process manager and WSGI threads
+(granian is modelfly's HTTP server inside gunicorn's workers; its manager does not preload).
 All servers run at once; each gets an uncounted warm-up (2 s at concurrency 1; not in the
 smoke), then each measurement is taken in three rounds of 3 s, in turn on every server, and
 the median of each figure is reported (median_round).

@@ -1,6 +1,7 @@
 """Model loading: integrity and version checks before unpickling, golden checks after,
 one load per process under threads, and what info/health reveal."""
 
+import asyncio
 import json
 import pickle
 import subprocess
@@ -218,17 +219,20 @@ class _Doubling:
 
 @pytest.mark.parametrize("dear", [True, False])
 def test_the_batcher_coalesces_for_a_dear_model_and_calls_a_cheap_one_at_once(dear):
-    import gevent
-
     import batching
+    import green
 
     model, sizes = _Doubling(), []
     batcher = batching.Batcher(model, max_rows=100, max_wait=0, on_batch=sizes.append)
     # a dear model's leader lets the others join; a cheap one's is called at once
     batcher.call_seconds = 1.0 if dear else 0.0
-    callers = [gevent.spawn(batcher.answer, [[float(i)], [float(i) + 0.5]]) for i in range(3)]
-    gevent.joinall(callers, raise_error=True)
-    assert [c.value["predictions"] for c in callers] == [[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]]
+
+    async def three_callers() -> list:
+        return await asyncio.gather(*(green.run(batcher.answer, [[float(i)], [float(i) + 0.5]])
+                                      for i in range(3)))
+
+    answers = asyncio.run(three_callers())
+    assert [a["predictions"] for a in answers] == [[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]]
     assert sizes == ([3] if dear else [1, 1, 1])
     assert len(model.calls) == len(sizes)
     assert batcher.queue == []

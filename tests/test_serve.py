@@ -289,19 +289,22 @@ def test_answers_with_and_without_bodies_follow_each_other_on_one_connection(pro
     connection.close()
 
 
-def test_a_keep_alive_connection_is_closed_after_its_1000th_answer(prod):
+def test_every_hundredth_answer_of_a_worker_closes_its_connection(prod):
     # so connections opened together cannot stay on one worker for good (worker.py)
-    from worker import REQUESTS_PER_CONNECTION
+    from worker import CLOSE_EVERY
 
     host, port = prod.url.removeprefix("http://").split(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=10)
-    closes = []
-    for _ in range(REQUESTS_PER_CONNECTION):
-        connection.request("GET", "/health")
+    closes = 0
+    for _ in range(3 * CLOSE_EVERY):
+        connection.request("GET", "/health")  # reconnects if the last answer closed
         answer = connection.getresponse()
         assert answer.read() and answer.status == 200
-        closes.append(answer.headers.get("Connection", "").lower() == "close")
-    assert closes == [False] * (REQUESTS_PER_CONNECTION - 1) + [True]
+        if answer.headers.get("Connection", "").lower() == "close":
+            closes += 1
+            assert connection.sock is None  # announced, and done
+    # each of the two workers closes every CLOSE_EVERY-th of the answers it gave
+    assert 2 <= closes <= 4
     connection.close()
 
 
@@ -345,7 +348,8 @@ def test_content_length_that_lies(prod):
     status, _, body = parse_raw(raw_request(
         prod.port, head + b"Content-Length: 500\r\n\r\n" + good, half_close=True))
     assert status == 400
-    assert f"the body ended after {len(good)} of the 500 bytes" in json.loads(body)["error"]
+    # (granian, under our worker, does not tell how much came)
+    assert "the body ended" in json.loads(body)["error"] and "500 bytes" in body.decode()
     # Announces less than it sends: the server reads what was announced, a truncated JSON.
     status, _, body = parse_raw(raw_request(
         prod.port, head + b"Content-Length: 20\r\nConnection: close\r\n\r\n" + good))
