@@ -31,7 +31,7 @@ from gunicorn.workers.base import Worker
 
 import green
 from config import ServerSettings
-from guard import BodyCutShort, BodyTimeout
+from guard import BodyCutShort, BodyTimeout, error
 
 # The HTTP server's own threads; Python code runs on the loop's thread only.
 RUST_THREADS = 1
@@ -80,7 +80,14 @@ class GranianWorker(Worker):
         environ = self.environ(scope)
         body = await self.read_body(proto, environ)
         environ["wsgi.input"] = io.BytesIO(body) if isinstance(body, bytes) else _NoBody(body)
-        status, headers, payload = await green.run(self.call_app, environ)
+        try:
+            status, headers, payload = await green.run(self.call_app, environ)
+        except SystemExit:
+            # gunicorn's watchdog stopped this worker while the request ran (past
+            # MODELFLY_TIMEOUT): it is answered, the worker's other requests finish and
+            # the worker ends (its heartbeat sees it no longer alive).
+            status, headers, payload = error(500, "internal error: the request ran past the "
+                                                  "server's timeout and was stopped")
         self.answered += 1
         if self.answered % CLOSE_EVERY == 0:
             headers = [*headers, ("Connection", "close")]

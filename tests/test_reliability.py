@@ -264,6 +264,53 @@ def test_kill_9_of_a_worker_mid_load_loses_nothing(prod):
     assert requests.get(prod.url + "/ready", timeout=10).status_code == 200
 
 
+def test_a_worker_stuck_past_the_timeout_is_replaced(tmp_path, models_copy):
+    # A model whose unpickling never ends, loaded on first use inside a worker: the worker's
+    # loop stops, its heartbeat with it, and gunicorn stops it after MODELFLY_TIMEOUT; the
+    # stuck request is answered with a 500 and the worker is replaced.
+    import hashlib
+    import sys
+
+    import joblib
+
+    (tmp_path / "stall.py").write_text(
+        "import time\n\nclass Stall:\n"
+        "    def __getstate__(self):\n        return {'seconds': 600}\n\n"
+        "    def __setstate__(self, state):\n        time.sleep(state['seconds'])\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        from stall import Stall
+
+        joblib.dump(Stall(), models_copy / "stuck.joblib")
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("stall", None)
+    card = json.loads((models_copy / "iris.json").read_text())
+    card.update(name="stuck", sha256=hashlib.sha256(
+        (models_copy / "stuck.joblib").read_bytes()).hexdigest())
+    (models_copy / "stuck.json").write_text(json.dumps(card))
+    server = start_serve(tmp_path, {"MODELFLY_MODELS_DIR": str(models_copy),
+                                    "MODELFLY_TIMEOUT": "2", "PYTHONPATH": str(tmp_path)})
+    try:
+        before = workers(server)
+        started = time.monotonic()
+        stuck = requests.post(server.url + "/predict", timeout=30,
+                              json={"features": GOOD_ROW, "model": "stuck"})
+        stopped_after = time.monotonic() - started
+        assert stuck.status_code == 500 and "ran past the server's timeout" in stuck.json()["error"]
+        deadline = time.monotonic() + 20
+        while (len(after := children(server.process.pid)) < 2 or set(after) == set(before)) \
+                and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(after) == 2 and len(set(after) - set(before)) == 1
+        assert 2 <= stopped_after < 10
+        assert "WORKER TIMEOUT" in server.log.read_text()
+        answer = requests.post(server.url + "/predict", json={"features": GOOD_ROW}, timeout=10)
+        assert answer.status_code == 200 and answer.json() == predict(GOOD_ROW)
+    finally:
+        server.stop()
+
+
 def test_threads_do_not_mix_up_callers_across_models(prod):
     penguin = {"island": "Biscoe", "sex": "male", "bill_length_mm": 48.0,
                "bill_depth_mm": 15.0, "flipper_length_mm": 220.0, "body_mass_g": 5400.0}
