@@ -7,13 +7,14 @@ until no more requests join (every request already received joins in), takes all
 requests up to `max_rows`, and answers them with one call of the estimator; each caller gets
 back its own rows. Requests that arrive while the model runs queue up and form the next batch.
 
-The loop turn is only taken for models whose call is dear (WAIT_FOR_CALLS_OVER), or when a wait
+Loop turns are only taken for models whose call is dear (WAIT_FOR_CALLS_OVER), or when a wait
 is configured (MODELFLY_BATCH_WAIT_MS): a batch saves model calls, and for a cheap one (iris'
-LogisticRegression, ~15 µs) the turn and the hand-over cost more than the calls they save
-(measured: 40 % fewer requests per second at concurrency 16, p50 +10 % at concurrency 1), while
-for a Pipeline (~5 ms a call) batching gave 4x the requests per second. A cheap model with
-nobody queued is called at once, without the queue and the hand-over. Outside such a greenlet
-(a notebook, the Firefly CLI) there is nothing to coalesce and the model is called directly.
+LogisticRegression, ~15 µs) the turns and the hand-over cost more than the calls they save
+(measured with gevent's loop: 40 % fewer requests per second at concurrency 16, p50 +10 % at
+concurrency 1), while for a Pipeline (~5 ms a call) batching gave 4x the requests per second.
+A cheap model with nobody queued is called at once, without the queue and the hand-over.
+Outside such a greenlet (a notebook, the Firefly CLI) there is nothing to coalesce and the
+model is called directly.
 """
 
 import asyncio

@@ -59,16 +59,17 @@ class GranianWorker(Worker):
         listener = SocketHolder(self.sockets[0].fileno(), False, self.cfg.backlog)
         http1 = HTTP1Settings(header_read_timeout=int(self.settings.read_timeout * 1000))
         server = RSGIWorker(
-            self.age, (None, listener), None, RUST_THREADS, RUST_THREADS, 1, 30,
-            self.cfg.worker_connections, "1", http1, None, False, None,
-            False, None, None, None, "tls1.3", None, [], False, (None, None))
+            worker_id=self.age, sock=(None, listener), ipc=None, threads=RUST_THREADS,
+            blocking_threads=RUST_THREADS, py_threads=1, py_threads_idle_timeout=30,
+            backpressure=self.cfg.worker_connections, http_mode="1", http1_opts=http1,
+            http2_opts=None, websockets_enabled=False, static_files=None, metrics=(None, None))
         server.serve_mtr(_new_cbscheduler(loop, _future_watcher_wrapper(self.handle),
                                           impl_asyncio=True), loop, stop)
         loop.run_until_complete(self._heartbeat(stop, stopped))
 
     async def _heartbeat(self, stop: Any, stopped: asyncio.Event) -> None:
         # A request that keeps the loop busy keeps this from running: gunicorn's master then
-        # replaces the worker after MODELFLY_TIMEOUT, as it would a silent gevent worker.
+        # stops the worker after MODELFLY_TIMEOUT and starts another.
         while self.alive and self.ppid == os.getppid():
             self.notify()
             await asyncio.sleep(1)
