@@ -78,25 +78,40 @@ class Batcher:
         """Queue the rows and wait until a batch holding them has run."""
         waiting = _Waiting(rows)
         self.queue.append(waiting)
-        if len(self.queue) == 1:
-            self._lead()
-        while waiting.answer is None and waiting.error is None:
-            waiting.sleep()
-            if waiting.answer is None and waiting.error is None and self.queue[:1] == [waiting]:
-                self._lead()  # the previous batch was full: this one leads the next
+        try:
+            if len(self.queue) == 1:
+                self._lead()
+            while waiting.answer is None and waiting.error is None:
+                waiting.sleep()
+                if (waiting.answer is None and waiting.error is None
+                        and self.queue[:1] == [waiting]):
+                    self._lead()  # the previous batch was full: this one leads the next
+        except BaseException:
+            # Cancelled while waiting (its task): out of the queue, and if it was next to
+            # lead, the one after it leads instead, so that nobody waits for it.
+            if waiting in self.queue:
+                self.queue.remove(waiting)
+                if self.queue:
+                    self.queue[0].wake()
+            raise
         return waiting
 
     def _lead(self) -> None:
-        if self._gathers():
-            # A request received takes a few loop turns (its task starts, its body is read)
-            # to reach the queue: go round until a turn brings nobody new.
-            queued = 0
-            while len(self.queue) > queued:
-                queued = len(self.queue)
-                for _ in range(TURNS_TO_JOIN):
-                    green.wait(asyncio.sleep(0))
-            if self.max_wait > 0:
-                green.wait(asyncio.sleep(self.max_wait))
+        try:
+            if self._gathers():
+                # A request received takes a few loop turns (its task starts, its body is
+                # read) to reach the queue: go round until a turn brings nobody new.
+                queued = 0
+                while len(self.queue) > queued:
+                    queued = len(self.queue)
+                    for _ in range(TURNS_TO_JOIN):
+                        green.wait(asyncio.sleep(0))
+                if self.max_wait > 0:
+                    green.wait(asyncio.sleep(self.max_wait))
+        finally:  # a leader cancelled while gathering still answers the others
+            self._answer_batch()
+
+    def _answer_batch(self) -> None:
         batch, taken = [], 0
         while self.queue and (not batch or taken + len(self.queue[0].rows) <= self.max_rows):
             batch.append(self.queue.pop(0))

@@ -236,3 +236,28 @@ def test_the_batcher_coalesces_for_a_dear_model_and_calls_a_cheap_one_at_once(de
     assert sizes == ([3] if dear else [1, 1, 1])
     assert len(model.calls) == len(sizes)
     assert batcher.queue == []
+
+
+@pytest.mark.parametrize("cancelled", [0, 1])
+def test_a_caller_cancelled_while_batching_leaves_the_others_answered(cancelled):
+    # 0: the leader, while it lets others join; 1: a follower, while it waits for the batch
+    import batching
+    import green
+
+    model = _Doubling()
+    # one request a batch: each answered caller hands the lead to the next in the queue
+    batcher = batching.Batcher(model, max_rows=1, max_wait=0)
+    batcher.call_seconds = 1.0  # dear: the leader waits for others to join
+
+    async def three_callers() -> list:
+        callers = [asyncio.create_task(green.run(batcher.answer, [[float(i)]]))
+                   for i in range(3)]
+        await asyncio.sleep(0)  # all three have queued; the first leads
+        callers[cancelled].cancel()
+        return await asyncio.wait_for(asyncio.gather(*callers, return_exceptions=True), 10)
+
+    answers = asyncio.run(three_callers())
+    assert isinstance(answers[cancelled], asyncio.CancelledError)
+    assert [a["predictions"] for i, a in enumerate(answers) if i != cancelled] == [
+        [float(2 * i)] for i in range(3) if i != cancelled]
+    assert batcher.queue == []
