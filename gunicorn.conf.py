@@ -13,7 +13,7 @@ import os
 
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = os.environ.get("MODELFLY_WORKER_CLASS", "worker.GranianWorker")
-worker_connections = 1000  # requests a worker takes in at once (idle connections cost less)
+worker_connections = 1000  # requests a worker reads or answers at once (idle ones aside)
 preload_app = True  # the model is loaded once in the master and shared with the workers
 timeout = int(os.environ.get("MODELFLY_TIMEOUT", "30"))
 graceful_timeout = int(os.environ.get("MODELFLY_GRACEFUL_TIMEOUT", "20"))

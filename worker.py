@@ -16,6 +16,7 @@ is pinned in requirements.txt.
 """
 
 import asyncio
+import contextlib
 import io
 import os
 import sys
@@ -52,8 +53,9 @@ class GranianWorker(Worker):
         self.base_environ = {
             "SCRIPT_NAME": "", "wsgi.version": (1, 0), "wsgi.errors": sys.stderr,
             "wsgi.multithread": False, "wsgi.multiprocess": True, "wsgi.run_once": False}
-        loop = uvloop.new_event_loop()  # its hand-over from other threads is the cheaper
+        self.loop = loop = uvloop.new_event_loop()  # the cheaper hand-over between threads
         asyncio.set_event_loop(loop)
+        self.exiting = asyncio.Event()
         stop, stopped = WorkerSignal(), asyncio.Event()
         stop.add_cb(lambda: loop.call_soon_threadsafe(stopped.set))
         listener = SocketHolder(self.sockets[0].fileno(), False, self.cfg.backlog)
@@ -72,9 +74,16 @@ class GranianWorker(Worker):
         # stops the worker after MODELFLY_TIMEOUT and starts another.
         while self.alive and self.ppid == os.getppid():
             self.notify()
-            await asyncio.sleep(1)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.exiting.wait(), 1)
         stop.set()  # no new connections; answers in progress are finished
         await stopped.wait()
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        """SIGTERM: gunicorn's graceful stop, begun now rather than at the next heartbeat."""
+        super().handle_exit(sig, frame)
+        if hasattr(self, "exiting"):
+            self.loop.call_soon_threadsafe(self.exiting.set)
 
     async def handle(self, scope: Any, proto: Any) -> None:
         """One request: read its body, run the app, send its answer."""
