@@ -303,7 +303,8 @@ def test_a_worker_stuck_past_the_timeout_is_replaced(tmp_path, models_copy):
                 and time.monotonic() < deadline:
             time.sleep(0.1)
         assert len(after) == 2 and len(set(after) - set(before)) == 1
-        assert 2 <= stopped_after < 10
+        # silent for the timeout since its last heartbeat, at most a second before the request
+        assert 1 <= stopped_after < 10
         assert "WORKER TIMEOUT" in server.log.read_text()
         answer = requests.post(server.url + "/predict", json={"features": GOOD_ROW}, timeout=10)
         assert answer.status_code == 200 and answer.json() == predict(GOOD_ROW)
