@@ -38,7 +38,7 @@ from guard import BodyCutShort, BodyTimeout, error
 RUST_THREADS = 1
 # Every worker's Rust thread accepts connections as fast as they come, however busy its
 # Python thread is: a client's pool opened at once all landed on one worker (measured: 16 of
-# 16, 4,100 instead of ~9,000 requests/s), and kept connections stay where they are. So every
+# 16, 4,100 instead of ~7,000 requests/s), and kept connections stay where they are. So every
 # CLOSE_EVERY-th answer of a worker closes its connection (`Connection: close`); the client
 # reconnects and either worker may accept, which spreads the connections within a second.
 CLOSE_EVERY = 100
