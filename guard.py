@@ -44,6 +44,22 @@ class BodyCutShort(Exception):
     sent is not known (raised by our worker's input stream)."""
 
 
+def call_wsgi(app: Callable, environ: dict) -> Answer:
+    """A WSGI app's whole answer to `environ`: status code, headers and body."""
+    answer: dict = {}
+
+    def start_response(status: str, headers: list, exc_info: Any = None) -> None:
+        answer["status"], answer["headers"] = int(status[:3]), headers
+
+    chunks = app(environ, start_response)
+    try:
+        body = b"".join(chunks)
+    finally:
+        if hasattr(chunks, "close"):
+            chunks.close()
+    return answer["status"], answer["headers"], body
+
+
 def json_answer(status: int, payload: Any, *headers: tuple[str, str]) -> Answer:
     return status, [JSON, *headers], json.dumps(payload).encode()
 
@@ -144,18 +160,11 @@ class Guard:
         inner = {**environ, "wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body)),
                  "webob.is_body_seekable": True}
         inner.pop("HTTP_TRANSFER_ENCODING", None)
-        captured: dict = {}
-
-        def capture(status: str, headers: list, exc_info: Any = None) -> None:
-            captured["status"], captured["headers"] = int(status.split()[0]), headers
-
         try:
-            chunks = self.app(inner, capture)
-            payload = b"".join(chunks)
+            status, headers, payload = call_wsgi(self.app, inner)
         except RecursionError:  # Firefly's json.loads on deeply nested input
             return error(400, "the JSON body is nested too deeply")
-        headers = [(k, v) for k, v in captured["headers"] if k.lower() != "content-length"]
-        return captured["status"], headers, payload
+        return status, [(k, v) for k, v in headers if k.lower() != "content-length"], payload
 
     def _read_body(self, environ: dict) -> bytes | Answer:
         limit = self.settings.max_body_bytes

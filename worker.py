@@ -32,7 +32,7 @@ from gunicorn.workers.base import Worker
 
 import green
 from config import ServerSettings
-from guard import BodyCutShort, BodyTimeout, error
+from guard import BodyCutShort, BodyTimeout, call_wsgi, error
 
 # The HTTP server's own threads; Python code runs on the loop's thread only.
 RUST_THREADS = 1
@@ -91,7 +91,7 @@ class GranianWorker(Worker):
         body = await self.read_body(proto, environ)
         environ["wsgi.input"] = io.BytesIO(body) if isinstance(body, bytes) else _NoBody(body)
         try:
-            status, headers, payload = await green.run(self.call_app, environ)
+            status, headers, payload = await green.run(call_wsgi, self.wsgi, environ)
         except SystemExit:
             # gunicorn's watchdog stopped this worker while the request ran (past
             # MODELFLY_TIMEOUT): it is answered, the worker's other requests finish and
@@ -148,20 +148,6 @@ class GranianWorker(Worker):
             return BodyTimeout
         except RSGIProtocolClosed:  # the client stopped sending before its Content-Length
             return BodyCutShort
-
-    def call_app(self, environ: dict) -> tuple[int, list, bytes]:
-        answer: dict = {}
-
-        def start_response(status: str, headers: list, exc_info: Any = None) -> None:
-            answer["status"], answer["headers"] = int(status[:3]), headers
-
-        chunks = self.wsgi(environ, start_response)
-        try:
-            payload = b"".join(chunks)
-        finally:
-            if hasattr(chunks, "close"):
-                chunks.close()
-        return answer["status"], answer["headers"], payload
 
 
 class _NoBody:
