@@ -13,7 +13,9 @@ FROM ${BASE_IMAGE}
 RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin modelfly
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
-COPY batching.py config.py errors.py fast_json.py fast_paths.py features.py firefly.yml green.py guard.py gunicorn.conf.py metrics.py predict.py registry.py serve.py worker.py ./
+COPY firefly.yml predict.py serve.py ./
+COPY modelfly/ modelfly/
+COPY server/ server/
 COPY models/ models/
 # Configuration is by environment: MODELFLY_TOKEN, MODELFLY_MAX_BODY_BYTES, WEB_CONCURRENCY...
 # (README, "Running in production"). The image listens on all interfaces, port 5000.

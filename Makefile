@@ -1,5 +1,6 @@
 # make run   - install the runtime into .venv and serve the default model on 127.0.0.1:5000
-# make test  - install the dev requirements into .venv and run lint and the whole test suite
+# make test  - install the dev requirements into .venv, run lint (ruff, the import contracts of
+#              pyproject.toml) and the whole test suite
 # PYTHON and VENV choose the interpreter and the virtualenv (e.g. PYTHON=python3.13 VENV=.venv-3.13);
 # PYTEST_ARGS is passed to pytest (e.g. PYTEST_ARGS='-m "not load"' skips the load tests).
 PYTHON ?= python3
@@ -23,6 +24,7 @@ run: $(VENV)/.runtime
 
 test: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
+	PYTHONPATH=tests $(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 train: $(VENV)/.dev

@@ -8,7 +8,7 @@ Firefly turns the keys of the posted JSON object into their keyword arguments.
     >>> predict([5.9, 3.0, 5.1, 1.8])["predictions"]
     ['virginica']
 
-Settings come from MODELFLY_* environment variables (see config.py); models are loaded on
+Settings come from MODELFLY_* environment variables (modelfly/settings.py); models are loaded on
 first use, once per process, and then reused.
 """
 
@@ -16,10 +16,11 @@ import logging
 import threading
 from typing import Any
 
-from config import ConfigError, Settings
-from errors import BadInput, ServerFault
-from features import to_rows
-from registry import PUBLIC_CARD_KEYS, Registry
+from modelfly.card import PUBLIC_CARD_KEYS
+from modelfly.errors import BadInput, ServerFault
+from modelfly.features import to_rows
+from modelfly.registry import Registry
+from modelfly.settings import ConfigError, Settings
 
 log = logging.getLogger("modelfly")
 _registry: Registry | None = None

@@ -4,18 +4,14 @@
     python train.py --out /tmp/m    # write them elsewhere (the reproducibility test does)
 
 Seeds and splits are fixed, so a re-run with the pinned libraries gives the same answers.
-`save_model` is also how you ship a model of your own: see the README.
+`save_model` (modelfly/card.py) is also how you ship a model of your own: see the README.
 """
 
 import argparse
-import hashlib
-import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import joblib
 from sklearn import metrics
 from sklearn.compose import ColumnTransformer
 from sklearn.datasets import load_diabetes, load_iris
@@ -25,61 +21,10 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from config import DEFAULT_MODELS_DIR, Settings
-from features import to_rows
-from registry import LoadedModel, Registry, library_versions
+from modelfly.card import save_model
+from modelfly.settings import DEFAULT_MODELS_DIR
 
 SEED = 42
-
-
-def save_model(
-    estimator: Any,
-    *,
-    name: str,
-    version: str,
-    features: list[dict],
-    golden_inputs: list[Any],
-    data: dict,
-    metrics: dict,
-    out_dir: Path = DEFAULT_MODELS_DIR,
-    dataframe: bool = False,
-    missing_values: bool = False,
-) -> dict:
-    """Save a fitted estimator and its card, then load it back through the server's checks.
-
-    features: [{"name": "x", "type": "number"}, {"name": "c", "type": "category",
-        "categories": ["a", "b"]}, ...] in the order the estimator takes them.
-    golden_inputs: a few `features` values (any contract shape); their answers are recorded
-        now and re-checked every time the model is loaded.
-    dataframe: the estimator was fitted on a pandas DataFrame with these column names.
-    Returns the card.
-    """
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model_path = out_dir / f"{name}.joblib"
-    joblib.dump(estimator, model_path)
-    classes = getattr(estimator, "classes_", None)
-    card = {
-        "name": name,
-        "version": version,
-        "task": "classification" if classes is not None else "regression",
-        "estimator": " ".join(repr(estimator).split()),
-        "input": "dataframe" if dataframe else "array",
-        "features": features,
-        "missing_values": missing_values,
-        "classes": [str(c) for c in classes] if classes is not None else None,
-        "data": data,
-        "metrics": metrics,
-        "trained_with": library_versions(),
-        "sha256": hashlib.sha256(model_path.read_bytes()).hexdigest(),
-    }
-    model = LoadedModel(card, estimator)
-    card["golden"] = [
-        {"features": inputs, "expected": model.answer(to_rows(inputs, card, sys.maxsize))}
-        for inputs in golden_inputs
-    ]
-    (out_dir / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
-    Registry(Settings(models_dir=out_dir, default_model=name)).get(name)  # refuses a bad card
-    return card
 
 
 def numeric_features(names: list[str]) -> list[dict]:

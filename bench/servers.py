@@ -11,7 +11,8 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-# Baselines run from here: gunicorn would otherwise read modelfly's ./gunicorn.conf.py.
+# Baselines run from here, with nothing of modelfly in their working directory (gunicorn reads
+# a ./gunicorn.conf.py where it finds one).
 BASELINES = ROOT / "bench" / "baselines"
 
 

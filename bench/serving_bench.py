@@ -43,7 +43,8 @@ def rf_models_dir() -> Path:
     from sklearn.datasets import load_iris
     from sklearn.ensemble import RandomForestClassifier
 
-    from train import numeric_features, save_model
+    from modelfly.card import save_model
+    from train import numeric_features
 
     target = Path(tempfile.mkdtemp(prefix="modelfly-bench-models-"))
     for path in (ROOT / "models").iterdir():

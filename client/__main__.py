@@ -4,7 +4,9 @@
     python -m client predict --json '{"sepal_length": 5.9, ...}'
     python -m client predict --input rows.csv --output csv > answers.csv
     python -m client info --model penguins
-    python -m client health
+    python -m client health --url http://127.0.0.1:5000
+
+--url, --token, --timeout and --retries go before or after the command.
 
 Exit codes: 0 ok, 2 usage error (bad arguments, unreadable input), 3 the server refused the
 input (4xx), 4 unauthorized (401/403), 5 server unreachable or unavailable, 6 server fault (5xx).
@@ -31,22 +33,40 @@ EXIT_CODES = [(BadInput, EXIT_BAD_INPUT), (NotFound, EXIT_BAD_INPUT),
               (ServerError, EXIT_SERVER), (ModelflyError, EXIT_SERVER)]
 
 
+def server_options(with_defaults: bool) -> argparse.ArgumentParser:
+    """--url, --token, --timeout and --retries, taken before the command and after it.
+
+    The main parser holds the defaults; each command's copy defaults to SUPPRESS, so an option
+    given before the command is not undone by the command's parser, and one given after wins.
+    """
+    def default(value: Any) -> Any:
+        return value if with_defaults else argparse.SUPPRESS
+
+    options = argparse.ArgumentParser(add_help=False)
+    group = options.add_argument_group("server options (before or after the command)")
+    group.add_argument("--url", default=default(os.environ.get("MODELFLY_URL", DEFAULT_URL)),
+                       help=f"server URL (env MODELFLY_URL; default {DEFAULT_URL})")
+    group.add_argument("--token", default=default(os.environ.get("MODELFLY_TOKEN")),
+                       help="auth token (env MODELFLY_TOKEN)")
+    group.add_argument("--timeout", type=float, default=default(30.0),
+                       help="seconds to wait for each answer (default 30)")
+    group.add_argument("--retries", type=int, default=default(DEFAULT_RETRIES),
+                       help=f"retries on connection errors and 502/503/504 (default "
+                            f"{DEFAULT_RETRIES})")
+    return options
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m client", description="Call a modelfly server.",
+        parents=[server_options(with_defaults=True)],
         epilog="exit codes: 0 ok, 2 usage, 3 bad input, 4 unauthorized, 5 unreachable, "
                "6 server fault")
-    parser.add_argument("--url", default=os.environ.get("MODELFLY_URL", DEFAULT_URL),
-                        help="server URL (env MODELFLY_URL; default %(default)s)")
-    parser.add_argument("--token", default=os.environ.get("MODELFLY_TOKEN"),
-                        help="auth token (env MODELFLY_TOKEN)")
-    parser.add_argument("--timeout", type=float, default=30.0,
-                        help="seconds to wait for each answer (default %(default)s)")
-    parser.add_argument("--retries", type=int, default=DEFAULT_RETRIES,
-                        help="retries on connection errors and 502/503/504 (default %(default)s)")
+    after = [server_options(with_defaults=False)]
     commands = parser.add_subparsers(dest="command", required=True)
 
-    predict = commands.add_parser("predict", help="predict one row, a JSON value or a file")
+    predict = commands.add_parser("predict", parents=after,
+                                  help="predict one row, a JSON value or a file")
     predict.add_argument("values", nargs="*", type=float, help="one row of numbers")
     predict.add_argument("--json", help="features as JSON: a row, rows, a record or records")
     predict.add_argument("--input", metavar="FILE",
@@ -59,9 +79,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                          help="rows sent per request (default %(default)s)")
     predict.add_argument("--model", help="model name (default: the server's default)")
 
-    info = commands.add_parser("info", help="describe a model")
+    info = commands.add_parser("info", parents=after, help="describe a model")
     info.add_argument("--model", help="model name (default: the server's default)")
-    commands.add_parser("health", help="is the server up")
+    commands.add_parser("health", parents=after, help="is the server up")
 
     args = parser.parse_args(argv)
     if args.command == "predict":

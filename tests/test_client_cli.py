@@ -5,9 +5,10 @@ import io
 import json
 import subprocess
 import sys
+import time
 
 import pytest
-from helpers import GOOD_ROW, ROOT, free_port, start_firefly
+from helpers import GOOD_ROW, ROOT, SilentServer, free_port, start_firefly
 
 from predict import info, predict
 
@@ -93,6 +94,48 @@ def test_url_and_token_from_the_environment(tmp_path):
         assert cli("--token", "s3cret", "health", env={**env, "MODELFLY_TOKEN": ""}).returncode == 0
     finally:
         server.stop()
+
+
+def test_server_options_go_before_or_after_every_command(tmp_path):
+    server = start_firefly(tmp_path, "-c", "firefly.yml", "--token", "s3cret")
+    after = ["--url", server.url, "--token", "s3cret", "--timeout", "5", "--retries", "0"]
+    try:
+        done = cli("predict", "5.9", "3.0", "5.1", "1.8", *after)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout) == predict(GOOD_ROW)
+        done = cli("info", "--model", "diabetes", *after)
+        assert done.returncode == 0 and json.loads(done.stdout) == info("diabetes")
+        assert json.loads(cli("health", *after).stdout)["status"] == "ok"
+        # given on both sides, the one after the command wins
+        unreachable = f"http://127.0.0.1:{free_port()}"
+        done = cli("--url", unreachable, "--token", "wrong", "health", *after)
+        assert done.returncode == 0, done.stderr
+        done = cli("--url", server.url, "--token", "s3cret", "health", "--token", "wrong")
+        assert done.returncode == 4 and "403" in done.stderr
+    finally:
+        server.stop()
+
+
+def test_timeout_and_retries_after_the_command_apply():
+    silent = SilentServer()
+    try:
+        started = time.monotonic()
+        done = cli("health", "--url", silent.url, "--timeout", "0.5", "--retries", "1")
+        elapsed = time.monotonic() - started
+        assert done.returncode == 5 and "no answer within 0.5 s" in done.stderr
+        assert 1.0 <= elapsed < 1.0 + 5, elapsed  # two attempts of 0.5 s, plus the start
+    finally:
+        silent.stop()
+
+
+def test_help_lists_the_server_options_for_each_command():
+    for args in ([], ["predict"], ["info"], ["health"]):
+        done = cli(*args, "--help")
+        assert done.returncode == 0
+        assert "server options (before or after the command)" in done.stdout
+        for option in ("--url", "--token", "--timeout", "--retries"):
+            assert option in done.stdout
+        assert "SUPPRESS" not in done.stdout
 
 
 @pytest.mark.parametrize("args, code, message", [

@@ -16,10 +16,10 @@ from sklearn.linear_model import ElasticNet, Lasso, LinearRegression, LogisticRe
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-import registry as registry_module
-from config import Settings
-from fast_paths import fast_path
-from registry import Registry
+import modelfly.model as model_module
+from modelfly.fast_paths import fast_path
+from modelfly.registry import Registry
+from modelfly.settings import Settings
 
 IRIS, DIABETES = load_iris(), load_diabetes()
 IRIS_LABELS = IRIS.target_names[IRIS.target]
@@ -66,7 +66,7 @@ def test_a_fast_path_that_differs_is_dropped_and_scikit_learn_answers(monkeypatc
         own = fast_path(estimator)
         return None if own is None else (lambda rows: own(rows) * (1 + 1e-15))
 
-    monkeypatch.setattr(registry_module, "fast_path", off_by_a_little)
+    monkeypatch.setattr(model_module, "fast_path", off_by_a_little)
     models = Registry(Settings())
     iris = models.get("iris")
     assert iris.fast is None

@@ -6,8 +6,8 @@ import re
 import numpy
 import pytest
 
-from errors import BadInput, ModelNotFound, TooManyRows
-from features import to_rows
+from modelfly.errors import BadInput, ModelNotFound, TooManyRows
+from modelfly.features import to_rows
 from predict import predict, registry
 
 IRIS_NAMES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]

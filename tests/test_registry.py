@@ -13,11 +13,12 @@ import joblib
 import pytest
 from helpers import ROOT
 
-import registry as registry_module
-from config import ConfigError, Settings
-from errors import ModelRefused
+import modelfly.card as card_module
+from modelfly.card import library_versions
+from modelfly.errors import ModelRefused
+from modelfly.registry import Registry
+from modelfly.settings import ConfigError, Settings
 from predict import health, info
-from registry import Registry, library_versions
 
 
 @pytest.fixture
@@ -30,7 +31,7 @@ def unpickle_calls(monkeypatch) -> list:
         calls.append(threading.get_ident())
         return real_load(*args, **kwargs)
 
-    monkeypatch.setattr(registry_module.joblib, "load", counting_load)
+    monkeypatch.setattr(card_module.joblib, "load", counting_load)
     return calls
 
 
@@ -143,12 +144,12 @@ def test_sixteen_threads_load_a_model_once(unpickle_calls):
 def test_sixteen_threads_first_predict_in_a_fresh_process():
     """Through predict() itself, in a new process, with unpickling slowed to widen the race."""
     script = """
-import threading, time, joblib, registry, predict
+import threading, time, joblib, modelfly.card, predict
 calls = []
 real_load = joblib.load
 def slow_load(*a, **k):
     calls.append(1); time.sleep(0.2); return real_load(*a, **k)
-registry.joblib.load = slow_load
+modelfly.card.joblib.load = slow_load
 barrier = threading.Barrier(16); answers = []
 def call():
     barrier.wait(); answers.append(predict.predict([5.9, 3.0, 5.1, 1.8])["predictions"])
@@ -196,7 +197,7 @@ def test_health_lists_the_models():
 def test_rows_of_several_requests_join_in_order():
     import numpy
 
-    from batching import joined
+    from server.batcher import joined
 
     many = numpy.array([[1.0, 2.0], [3.0, 4.0]])
     assert joined([many]) is many
@@ -219,8 +220,8 @@ class _Doubling:
 
 @pytest.mark.parametrize("dear", [True, False])
 def test_the_batcher_coalesces_for_a_dear_model_and_calls_a_cheap_one_at_once(dear):
-    import batching
-    import green
+    from server import batcher as batching
+    from server import greenlets
 
     model, sizes = _Doubling(), []
     batcher = batching.Batcher(model, max_rows=100, max_wait=0, on_batch=sizes.append)
@@ -228,7 +229,7 @@ def test_the_batcher_coalesces_for_a_dear_model_and_calls_a_cheap_one_at_once(de
     batcher.call_seconds = 1.0 if dear else 0.0
 
     async def three_callers() -> list:
-        return await asyncio.gather(*(green.run(batcher.answer, [[float(i)], [float(i) + 0.5]])
+        return await asyncio.gather(*(greenlets.run(batcher.answer, [[float(i)], [float(i) + 0.5]])
                                       for i in range(3)))
 
     answers = asyncio.run(three_callers())
@@ -241,8 +242,8 @@ def test_the_batcher_coalesces_for_a_dear_model_and_calls_a_cheap_one_at_once(de
 @pytest.mark.parametrize("cancelled", [0, 1])
 def test_a_caller_cancelled_while_batching_leaves_the_others_answered(cancelled):
     # 0: the leader, while it lets others join; 1: a follower, while it waits for the batch
-    import batching
-    import green
+    from server import batcher as batching
+    from server import greenlets
 
     model = _Doubling()
     # one request a batch: each answered caller hands the lead to the next in the queue
@@ -250,7 +251,7 @@ def test_a_caller_cancelled_while_batching_leaves_the_others_answered(cancelled)
     batcher.call_seconds = 1.0  # dear: the leader waits for others to join
 
     async def three_callers() -> list:
-        callers = [asyncio.create_task(green.run(batcher.answer, [[float(i)]]))
+        callers = [asyncio.create_task(greenlets.run(batcher.answer, [[float(i)]]))
                    for i in range(3)]
         await asyncio.sleep(0)  # all three have queued; the first leads
         callers[cancelled].cancel()

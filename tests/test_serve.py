@@ -25,8 +25,9 @@ from helpers import (
 )
 
 from client import ModelClient
-from config import ConfigError, resolve_token
+from modelfly.settings import ConfigError
 from predict import health, info, predict
+from server.settings import resolve_token
 
 TOKEN = "prod-s3cret-token"
 ORIGIN = "https://app.example.org"
@@ -171,11 +172,23 @@ def test_each_token_source_is_enforced_by_the_server(tmp_path, source):
     ({"MODELFLY_MAX_BODY_BYTES": "1MB"}, "MODELFLY_MAX_BODY_BYTES='1MB' must be a positive int"),
     ({"MODELFLY_MAX_ROWS": "-1"}, "MODELFLY_MAX_ROWS='-1'"),
     ({"MODELFLY_DEFAULT_MODEL": "tulips"}, "MODELFLY_DEFAULT_MODEL='tulips' is not a model"),
+    # a master with no worker would accept connections and never answer
+    ({"WEB_CONCURRENCY": "0"}, "WEB_CONCURRENCY='0' must be a positive int"),
+    ({"WEB_CONCURRENCY": "two"}, "WEB_CONCURRENCY='two' must be a positive int"),
+    ({"MODELFLY_TIMEOUT": "0"}, "MODELFLY_TIMEOUT='0' must be a positive int"),
+    ({"MODELFLY_GRACEFUL_TIMEOUT": "1.5"}, "MODELFLY_GRACEFUL_TIMEOUT='1.5' must be a positive"),
+    ({"MODELFLY_BATCH_MAX_ROWS": "0"}, "MODELFLY_BATCH_MAX_ROWS='0' must be a positive int"),
+    ({"MODELFLY_BATCH_WAIT_MS": "-2"}, "MODELFLY_BATCH_WAIT_MS='-2' must be zero or more"),
+    ({"MODELFLY_READ_TIMEOUT": "soon"}, "MODELFLY_READ_TIMEOUT='soon' must be a positive float"),
+    ({"MODELFLY_WORKER_CLASS": "worker.GranianWorker"},
+     "MODELFLY_WORKER_CLASS='worker.GranianWorker' must be one of gunicorn's"),
+    ({"MODELFLY_BIND": "127.0.0.1"}, "MODELFLY_BIND (or --bind)='127.0.0.1' must be host:port"),
 ])
 def test_bad_configuration_stops_the_server_at_once(env, message):
     import os
 
-    done = subprocess.run([sys.executable, "serve.py", "--bind", "127.0.0.1:1"], cwd=ROOT,
+    bind = [] if "MODELFLY_BIND" in env else ["--bind", "127.0.0.1:1"]
+    done = subprocess.run([sys.executable, "serve.py", *bind], cwd=ROOT,
                           env={**os.environ, **env}, capture_output=True, text=True,
                           timeout=60)
     assert done.returncode != 0 and message in done.stderr
@@ -291,7 +304,7 @@ def test_answers_with_and_without_bodies_follow_each_other_on_one_connection(pro
 
 def test_every_hundredth_answer_of_a_worker_closes_its_connection(prod):
     # so connections opened together cannot stay on one worker for good (worker.py)
-    from worker import CLOSE_EVERY
+    from server.worker import CLOSE_EVERY
 
     host, port = prod.url.removeprefix("http://").split(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=10)
@@ -425,7 +438,7 @@ def test_one_json_access_line_per_request_with_its_id(prod):
 def test_an_access_line_that_cannot_be_written_does_not_fail_the_request():
     import io
 
-    from serve import AccessLog
+    from server.logs import AccessLog
 
     written = io.StringIO()
     AccessLog(written)({"request_id": "r1", "status": 200})

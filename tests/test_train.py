@@ -6,7 +6,12 @@ import sys
 
 from helpers import ROOT
 
-from registry import answers_match
+from modelfly.card import answers_match
+
+# Training on another CPU moves where the solvers stop (BLAS picks other kernels): on an AMD
+# EPYC, iris' lbfgs gave probabilities 1.0e-9 away from the committed ones, past the golden
+# check's 1e-9, which compares a model with itself. Retrained, the answers agree to 1e-6.
+RETRAINED_TOLERANCE = 1e-6
 
 
 def test_retraining_reproduces_the_committed_models(tmp_path):
@@ -21,7 +26,8 @@ def test_retraining_reproduces_the_committed_models(tmp_path):
         assert [g["features"] for g in fresh["golden"]] == [
             g["features"] for g in committed["golden"]]
         for new, old in zip(fresh["golden"], committed["golden"], strict=True):
-            assert answers_match(new["expected"], old["expected"]), (name, new, old)
+            assert answers_match(new["expected"], old["expected"], RETRAINED_TOLERANCE), (
+                name, new, old)
 
 
 def test_cards_record_what_they_were_saved_with():

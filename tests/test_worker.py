@@ -7,10 +7,10 @@ from types import SimpleNamespace
 
 import pytest
 
-import green
-from config import ServerSettings
-from guard import BodyTimeout
-from worker import GranianWorker, _NoBody
+from server import greenlets
+from server.guard import BodyTimeout
+from server.settings import ServerSettings
+from server.worker import GranianWorker, _NoBody
 
 
 class Headers(list):
@@ -106,17 +106,18 @@ def test_plain_code_in_a_greenlet_waits_for_the_loop():
 
     def plain(name: str, delay: float) -> str:
         order.append(f"{name} starts")
-        assert green.inside()
-        slept = green.wait(asyncio.sleep(delay, result=delay))
+        assert greenlets.inside()
+        slept = greenlets.wait(asyncio.sleep(delay, result=delay))
         order.append(f"{name} resumes")
         return f"{name} {slept}"
 
     async def both() -> list:
-        return await asyncio.gather(green.run(plain, "a", 0.05), green.run(plain, "b", 0.01))
+        return await asyncio.gather(greenlets.run(plain, "a", 0.05),
+                                    greenlets.run(plain, "b", 0.01))
 
     assert asyncio.run(both()) == ["a 0.05", "b 0.01"]
     assert order == ["a starts", "b starts", "b resumes", "a resumes"]
-    assert not green.inside()
+    assert not greenlets.inside()
 
 
 def test_an_error_awaited_for_a_greenlet_is_raised_where_it_waited():
@@ -125,9 +126,9 @@ def test_an_error_awaited_for_a_greenlet_is_raised_where_it_waited():
 
     def plain() -> str:
         try:
-            green.wait(fails())
+            greenlets.wait(fails())
         except KeyError as error:
             return f"caught {error}"
         return "not raised"
 
-    assert asyncio.run(green.run(plain)) == "caught 'inner'"
+    assert asyncio.run(greenlets.run(plain)) == "caught 'inner'"

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy
 
-from errors import BadInput, TooManyRows, describe
+from modelfly.errors import BadInput, TooManyRows, describe
 
 Row = list[Any]
 # Checked rows: a float64 array when all are plain numbers (the common, large case), else lists.

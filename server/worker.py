@@ -5,7 +5,7 @@ the watchdog that replaces a worker silent for MODELFLY_TIMEOUT, graceful shutdo
 replacement of dead workers. Inside each worker, granian's HTTP/1.1 server (Rust) parses
 requests, keeps connections alive and writes answers; it hands each request to the worker's
 asyncio loop (uvloop), which reads the body without holding anyone up, under
-MODELFLY_READ_TIMEOUT, then runs the WSGI app in a greenlet on the loop (green.py), where the
+MODELFLY_READ_TIMEOUT, then runs the WSGI app in a greenlet on the loop (greenlets.py), where the
 batcher can wait for other requests. One thread runs Python, as in the gevent worker this
 replaced, but HTTP is handled in Rust: iris, one row, concurrency 16, three interleaved pairs,
 server CPU per request 292-306 -> 239-259 µs, p99 7.8-11.1 -> 4.9-6.1 ms (bench/RESULTS.md).
@@ -30,9 +30,9 @@ from granian.http import HTTP1Settings
 from granian.rsgi import ProtocolClosed as RSGIProtocolClosed
 from gunicorn.workers.base import Worker
 
-import green
-from config import ServerSettings
-from guard import BodyCutShort, BodyTimeout, call_wsgi, error
+from server import greenlets
+from server.guard import BodyCutShort, BodyTimeout, call_wsgi, error
+from server.settings import ServerSettings
 
 # The HTTP server's own threads; Python code runs on the loop's thread only.
 RUST_THREADS = 1
@@ -91,7 +91,7 @@ class GranianWorker(Worker):
         body = await self.read_body(proto, environ)
         environ["wsgi.input"] = io.BytesIO(body) if isinstance(body, bytes) else _NoBody(body)
         try:
-            status, headers, payload = await green.run(call_wsgi, self.wsgi, environ)
+            status, headers, payload = await greenlets.run(call_wsgi, self.wsgi, environ)
         except SystemExit:
             # gunicorn's watchdog stopped this worker while the request ran (past
             # MODELFLY_TIMEOUT): it is answered, the worker's other requests finish and

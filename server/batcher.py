@@ -2,7 +2,7 @@
 model call.
 
 In the production server's workers (worker.py) each request runs in a greenlet on the
-worker's event loop (green.py). The first request to arrive leads: it lets the loop go round
+worker's event loop (greenlets.py). The first request to arrive leads: it lets the loop go round
 until no more requests join (every request already received joins in), takes all waiting
 requests up to `max_rows`, and answers them with one call of the estimator; each caller gets
 back its own rows. Requests that arrive while the model runs queue up and form the next batch.
@@ -13,8 +13,9 @@ LogisticRegression, ~15 µs) the turns and the hand-over cost more than the call
 (measured with gevent's loop: 40 % fewer requests per second at concurrency 16, p50 +10 % at
 concurrency 1), while for a Pipeline (~5 ms a call) batching gave 4x the requests per second.
 A cheap model with nobody queued is called at once, without the queue and the hand-over.
-Outside such a greenlet (a notebook, the Firefly CLI) there is nothing to coalesce and the
-model is called directly.
+`Batching` is what the server plugs into the core's registry as its answerer: outside such a
+greenlet (the Firefly CLI, a test calling predict) there is nothing to coalesce and the model
+is called directly.
 """
 
 import asyncio
@@ -24,8 +25,9 @@ from typing import Any
 
 import numpy
 
-import green
-from features import Rows
+from modelfly.features import Rows
+from modelfly.model import LoadedModel
+from server import greenlets
 
 # Model calls at least this long (moving average) are worth a loop turn to gather a batch.
 WAIT_FOR_CALLS_OVER = 0.0002
@@ -43,11 +45,31 @@ class _Waiting:
     def sleep(self) -> None:
         """Wait on the event loop until wake() is called."""
         self.woken = asyncio.get_running_loop().create_future()
-        green.wait(self.woken)
+        greenlets.wait(self.woken)
 
     def wake(self) -> None:
         if self.woken is not None and not self.woken.done():
             self.woken.set_result(None)
+
+
+class Batching:
+    """The registry's answerer in the production server (Registry.answerer): in a request's
+    greenlet, through the model's own Batcher; else, or with max_rows 1 (no batch could hold
+    two requests), the model's own call."""
+
+    def __init__(self, max_rows: int, max_wait: float,
+                 on_batch: Callable[[int], None] | None = None) -> None:
+        self.max_rows, self.max_wait, self.on_batch = max_rows, max_wait, on_batch
+        self.batchers: dict[LoadedModel, Batcher] = {}
+
+    def __call__(self, model: LoadedModel, rows: Rows) -> dict:
+        if self.max_rows <= 1 or not greenlets.inside():
+            return model.answer(rows)
+        batcher = self.batchers.get(model)
+        if batcher is None:
+            batcher = self.batchers[model] = Batcher(model, self.max_rows, self.max_wait,
+                                                     self.on_batch)
+        return batcher.answer(rows)
 
 
 class Batcher:
@@ -55,8 +77,8 @@ class Batcher:
 
     def __init__(self, model: Any, max_rows: int, max_wait: float,
                  on_batch: Callable[[int], None] | None = None) -> None:
-        """model: a registry.LoadedModel; max_wait: seconds the leader waits for more;
-        on_batch: told how many requests each model call answered."""
+        """model: anything with answer(rows), a LoadedModel; max_wait: seconds the leader
+        waits for more; on_batch: told how many requests each model call answered."""
         self.model, self.max_rows, self.max_wait = model, max_rows, max_wait
         self.on_batch = on_batch
         self.queue: list[_Waiting] = []
@@ -105,9 +127,9 @@ class Batcher:
                 while len(self.queue) > queued:
                     queued = len(self.queue)
                     for _ in range(TURNS_TO_JOIN):
-                        green.wait(asyncio.sleep(0))
+                        greenlets.wait(asyncio.sleep(0))
                 if self.max_wait > 0:
-                    green.wait(asyncio.sleep(self.max_wait))
+                    greenlets.wait(asyncio.sleep(self.max_wait))
         finally:  # a leader cancelled while gathering still answers the others
             self._answer_batch()
 

@@ -1,6 +1,6 @@
 """Plain (synchronous) code run on an asyncio loop, able to wait for the loop in the middle.
 
-The production worker (worker.py) runs each request's WSGI app in a greenlet on its event
+The production worker (server/worker.py) runs each request's WSGI app in a greenlet on its event
 loop: `await run(call_wsgi, app, environ)`. Code deep inside the app (the batcher) can
 then call `wait(awaitable)`: its greenlet is suspended, the loop runs other requests, and the
 code resumes with the awaitable's result, as if it had been awaited. This is how

@@ -17,9 +17,9 @@ from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
 
-from config import ServerSettings
-from errors import JSON_CONTENT_TYPE
-from metrics import Metrics
+from modelfly.errors import JSON_CONTENT_TYPE
+from server.metrics import Metrics
+from server.settings import ServerSettings
 
 log = logging.getLogger("modelfly")
 

@@ -5,7 +5,7 @@ finiteness, fitted state): for one row that is most of the call (LogisticRegress
 about 100 µs of checks around 10 µs of arithmetic; a forest of 100 trees pays a config context
 and warning filters per tree). features.py has already checked every value, so for these
 families the fitted attributes are applied directly, with the same operations in the same order
-as scikit-learn. registry.py uses a path only after it has given exactly scikit-learn's own
+as scikit-learn. A loaded model keeps its path only after it has given exactly scikit-learn's own
 answers (bit for bit) on the model's golden inputs; any other estimator goes through
 scikit-learn.
 """

@@ -1,0 +1,185 @@
+"""The model card: `<name>.json` beside `<name>.joblib`, written, read and checked here.
+
+A card names the model's features (in the estimator's order, with their types and categories),
+its classes, data and metrics, the library versions it was saved with, the file's sha256 and
+golden inputs with the answers they gave when it was saved. Before unpickling (a pickle runs
+code when loaded) the file's sha256 must equal the card's and the running scikit-learn and
+joblib must be the versions the model was saved with; after loading, the golden inputs must
+give the golden outputs. A model failing any check is refused, with a message saying what
+differs.
+"""
+
+import hashlib
+import io
+import json
+import logging
+import math
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy
+import sklearn
+
+from modelfly.errors import ModelRefused
+from modelfly.features import to_rows
+from modelfly.model import LoadedModel
+from modelfly.settings import DEFAULT_MODELS_DIR
+
+log = logging.getLogger("modelfly")
+
+# What `info` shows; the rest of the card (file hash, golden outputs) is for our own checks.
+PUBLIC_CARD_KEYS = ("name", "version", "task", "estimator", "features", "missing_values",
+                    "classes", "data", "metrics", "trained_with")
+GOLDEN_TOLERANCE = 1e-9
+
+
+def read_card(models_dir: Path, name: str) -> dict:
+    """The card of the model `name` in models_dir, as it is on disk."""
+    return json.loads((models_dir / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def save_model(
+    estimator: Any,
+    *,
+    name: str,
+    version: str,
+    features: list[dict],
+    golden_inputs: list[Any],
+    data: dict,
+    metrics: dict,
+    out_dir: Path = DEFAULT_MODELS_DIR,
+    dataframe: bool = False,
+    missing_values: bool = False,
+) -> dict:
+    """Save a fitted estimator and its card, then load it back through the server's checks.
+
+    features: [{"name": "x", "type": "number"}, {"name": "c", "type": "category",
+        "categories": ["a", "b"]}, ...] in the order the estimator takes them.
+    golden_inputs: a few `features` values (any contract shape); their answers are recorded
+        now and re-checked every time the model is loaded.
+    dataframe: the estimator was fitted on a pandas DataFrame with these column names.
+    Returns the card; raises ModelRefused if the saved model fails its checks.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model_path = out_dir / f"{name}.joblib"
+    joblib.dump(estimator, model_path)
+    classes = getattr(estimator, "classes_", None)
+    card = {
+        "name": name,
+        "version": version,
+        "task": "classification" if classes is not None else "regression",
+        "estimator": " ".join(repr(estimator).split()),
+        "input": "dataframe" if dataframe else "array",
+        "features": features,
+        "missing_values": missing_values,
+        "classes": [str(c) for c in classes] if classes is not None else None,
+        "data": data,
+        "metrics": metrics,
+        "trained_with": library_versions(),
+        "sha256": hashlib.sha256(model_path.read_bytes()).hexdigest(),
+    }
+    model = LoadedModel(card, estimator)
+    card["golden"] = [
+        {"features": inputs, "expected": model.answer(to_rows(inputs, card, sys.maxsize))}
+        for inputs in golden_inputs
+    ]
+    (out_dir / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    _, reason = load_checked(out_dir, name)
+    if reason is not None:
+        raise ModelRefused(f"model {name!r} is refused: {reason}")
+    return card
+
+
+def load_checked(models_dir: Path, name: str) -> tuple[LoadedModel | None, str | None]:
+    """The model `name` loaded and checked against its card, or None and why it is refused."""
+    card = read_card(models_dir, name)
+    data = (models_dir / f"{name}.joblib").read_bytes()
+    if hashlib.sha256(data).hexdigest() != card.get("sha256"):
+        return None, f"{name}.joblib does not match the sha256 in its card (changed or swapped)"
+    reason = version_mismatch(card.get("trained_with") or {})
+    if reason is not None:
+        return None, reason
+    try:
+        model = LoadedModel(card, joblib.load(io.BytesIO(data)))
+    except Exception:
+        log.exception("unpickling model %r failed", name)
+        return None, "the file could not be unpickled"
+    try:
+        differs = fast_path_mismatch(model) if model.fast is not None else None
+        if differs:
+            log.warning("model %r: the fast path differs from scikit-learn on %s; "
+                        "scikit-learn answers instead", name, differs)
+            model.fast = None
+        reason = golden_mismatch(model)
+    except Exception:
+        log.exception("golden inputs of model %r failed", name)
+        reason = "its golden inputs raised an error"
+    return (None, reason) if reason else (model, None)
+
+
+def library_versions() -> dict[str, str]:
+    """The versions a model card records and the loader compares."""
+    return {"python": platform.python_version(), "scikit-learn": sklearn.__version__,
+            "numpy": numpy.__version__, "joblib": joblib.__version__}
+
+
+def version_mismatch(saved_with: dict[str, str]) -> str | None:
+    """Why a model saved with `saved_with` cannot be trusted here, or None if it can.
+
+    scikit-learn and joblib must match exactly (an estimator unpickled under another
+    scikit-learn can answer wrongly without an error); numpy must share the major version.
+    Python is recorded only: the golden check covers what it could change.
+    """
+    running = library_versions()
+    differences = [
+        f"{lib} {saved_with.get(lib)} (running {running[lib]})"
+        for lib in ("scikit-learn", "joblib")
+        if saved_with.get(lib) != running[lib]
+    ]
+    if str(saved_with.get("numpy", "")).split(".")[0] != running["numpy"].split(".")[0]:
+        differences.append(f"numpy {saved_with.get('numpy')} (running {running['numpy']})")
+    if differences:
+        return "saved with " + ", ".join(differences) + "; retrain it or install those versions"
+    return None
+
+
+def fast_path_mismatch(model: LoadedModel) -> str | None:
+    """Compare the model's fast path with scikit-learn's own call on the golden inputs, bit
+    for bit; describe the first difference, or None."""
+    estimator = model.estimator
+    own = estimator.predict_proba if model.classes else estimator.predict
+    for i, golden in enumerate(model.card.get("golden") or []):
+        inputs = model.inputs(to_rows(golden["features"], model.card, max_rows=sys.maxsize))
+        try:
+            if not numpy.array_equal(model.fast(inputs), own(inputs)):
+                return f"golden input {i}"
+        except Exception as error:
+            return f"golden input {i} ({type(error).__name__})"
+    return None
+
+
+def golden_mismatch(model: LoadedModel) -> str | None:
+    """Re-run the card's golden inputs; describe the first answer that differs, or None."""
+    for i, golden in enumerate(model.card.get("golden") or []):
+        got = model.answer(to_rows(golden["features"], model.card, max_rows=sys.maxsize))
+        expected = golden["expected"]
+        for key, want in expected.items():
+            if not answers_match(got.get(key), want):
+                return f"golden input {i} gave {key} {got.get(key)!r}, the card expects {want!r}"
+    return None
+
+
+def answers_match(got: Any, want: Any, tolerance: float = GOLDEN_TOLERANCE) -> bool:
+    """Whether two answers agree: floats within `tolerance`, everything else exactly."""
+    if isinstance(want, float) and isinstance(got, (int, float)):
+        return math.isclose(got, want, rel_tol=tolerance, abs_tol=tolerance)
+    if isinstance(want, list) and isinstance(got, list):
+        return len(got) == len(want) and all(
+            answers_match(g, w, tolerance) for g, w in zip(got, want, strict=True))
+    if isinstance(want, dict) and isinstance(got, dict):
+        return got.keys() == want.keys() and all(
+            answers_match(got[k], want[k], tolerance) for k in want)
+    return got == want

@@ -1,0 +1,92 @@
+"""A loaded model: an estimator with its card, turning checked rows into the contract's answer."""
+
+import math
+from typing import Any
+
+import numpy
+import sklearn
+
+from modelfly.errors import BadInput
+from modelfly.fast_paths import fast_path
+from modelfly.features import Rows
+
+ARGMAX_CLASSIFIERS = {"LogisticRegression", "RandomForestClassifier", "ExtraTreesClassifier",
+                      "DecisionTreeClassifier"}
+
+
+class LoadedModel:
+    """An estimator with its card: turns checked rows into the contract's answer."""
+
+    def __init__(self, card: dict, estimator: Any) -> None:
+        self.card = card
+        self.estimator = estimator
+        self.classes = [str(c) for c in card.get("classes") or []]
+        final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
+        # For these, scikit-learn's predict is the class of highest probability, so one
+        # predict_proba call gives both answers (the golden check confirms it on each load).
+        self.label_is_argmax = type(final).__name__ in ARGMAX_CLASSIFIERS
+        # Kept only once it has matched scikit-learn's own answers (card.fast_path_mismatch).
+        self.fast = fast_path(estimator) if final is estimator else None
+
+    def answer(self, rows: Rows) -> dict:
+        """Predict for rows already checked by `features.to_rows`; plain Python types only."""
+        probabilities, predictions = self._predict(self.inputs(rows))
+        self._refuse_non_finite(probabilities if probabilities is not None else predictions)
+        answer = {"model": self.card["name"], "version": self.card["version"],
+                  "predictions": predictions.tolist()}
+        if probabilities is not None:
+            answer["probabilities"] = per_row(self.classes, probabilities)
+        return answer
+
+    def inputs(self, rows: Rows) -> Any:
+        """Checked rows as the estimator takes them: a float array, or a DataFrame."""
+        if self.card.get("input") != "dataframe":
+            return numpy.asarray(rows, dtype=float)
+        import pandas  # only models trained on a DataFrame need it
+
+        columns = {}
+        for i, feature in enumerate(self.card["features"]):
+            values = [row[i] for row in rows]
+            if feature["type"] == "number":
+                columns[feature["name"]] = numpy.array(
+                    [math.nan if v is None else v for v in values], dtype=float)
+            else:
+                columns[feature["name"]] = pandas.Series(values, dtype="str")
+        return pandas.DataFrame(columns)
+
+    def _refuse_non_finite(self, outputs: numpy.ndarray) -> None:
+        """Finite inputs can still overflow the model's arithmetic (iris at 1e308: NaN
+        probabilities, where scikit-learn's own predict and its argmax disagree); such an
+        answer means nothing, and JSON has no NaN or Infinity."""
+        if outputs.dtype.kind != "f" or numpy.isfinite(outputs).all():
+            return  # labels, or all finite: the common case in two numpy calls
+        finite = numpy.isfinite(outputs).reshape(len(outputs), -1).all(axis=1)
+        raise BadInput(
+            f"row {int(numpy.argmin(finite))}: model {self.card['name']!r} has no finite "
+            "answer for these values; they are too far outside the data it was trained on")
+
+    def _predict(self, inputs: Any) -> tuple[numpy.ndarray | None, numpy.ndarray]:
+        """(class probabilities, or None for models without them; predictions)."""
+        if self.fast is not None:
+            outputs = self.fast(inputs)
+            if self.classes:
+                return outputs, self.estimator.classes_[outputs.argmax(axis=1)]
+            return None, outputs
+        # features.to_rows has checked every value: scikit-learn need not check them again.
+        with sklearn.config_context(assume_finite=True):
+            if self.classes and hasattr(self.estimator, "predict_proba"):
+                probabilities = self.estimator.predict_proba(inputs)
+                if self.label_is_argmax:
+                    return probabilities, self.estimator.classes_[probabilities.argmax(axis=1)]
+                return probabilities, self.estimator.predict(inputs)
+            return None, self.estimator.predict(inputs)
+
+
+def per_row(classes: list[str], probabilities: numpy.ndarray) -> list[dict[str, float]]:
+    """[{class: probability}, ...], one dict per row, filled column by column (for 10,000 rows
+    2.3 ms; a dict(zip(classes, row)) per row took 6 ms)."""
+    rows: list[dict[str, float]] = [{} for _ in range(len(probabilities))]
+    for name, column in zip(classes, probabilities.T.tolist(), strict=True):
+        for row, value in zip(rows, column, strict=True):
+            row[name] = value
+    return rows

@@ -1,0 +1,65 @@
+"""The core's settings, from environment variables, validated.
+
+| variable                | default                       | meaning                              |
+|-------------------------|-------------------------------|--------------------------------------|
+| MODELFLY_MODELS_DIR     | `models/` of this checkout    | where `<name>.joblib` + cards live   |
+| MODELFLY_DEFAULT_MODEL  | `iris`                        | the model used when none is named    |
+| MODELFLY_MAX_ROWS       | `10000`                       | most rows one request may carry      |
+
+The production server's own settings are in server/settings.py.
+"""
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODELS_DIR = ROOT / "models"
+
+
+class ConfigError(ValueError):
+    """An environment variable holds a value we cannot use; the message names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    models_dir: Path = DEFAULT_MODELS_DIR
+    default_model: str = "iris"
+    max_rows: int = 10_000
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> "Settings":
+        """Read the MODELFLY_* variables; raise ConfigError naming any bad one."""
+        models_dir = Path(env.get("MODELFLY_MODELS_DIR") or DEFAULT_MODELS_DIR)
+        if not models_dir.is_dir():
+            raise ConfigError(f"MODELFLY_MODELS_DIR={str(models_dir)!r} is not a directory")
+        return cls(models_dir=models_dir,
+                   default_model=env.get("MODELFLY_DEFAULT_MODEL") or cls.default_model,
+                   max_rows=positive(env, "MODELFLY_MAX_ROWS", cls.max_rows, int))
+
+    def model_names(self) -> list[str]:
+        """The models in models_dir (a card beside its .joblib); ConfigError if the default
+        model is not one of them."""
+        names = sorted(path.stem for path in self.models_dir.glob("*.json")
+                       if path.with_suffix(".joblib").is_file())
+        if self.default_model not in names:
+            raise ConfigError(
+                f"MODELFLY_DEFAULT_MODEL={self.default_model!r} is not a model in "
+                f"MODELFLY_MODELS_DIR; available: {', '.join(names) or 'none'}"
+            )
+        return names
+
+
+def positive(env: Mapping[str, str], name: str, default: float, kind: type,
+             zero_ok: bool = False) -> float:
+    """The variable `name` as a `kind` above zero (or zero, if zero_ok); ConfigError if not."""
+    raw = env.get(name) or str(default)
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = -1
+    if value < 0 or (value == 0 and not zero_ok):
+        expected = "zero or more" if zero_ok else f"a positive {kind.__name__}"
+        raise ConfigError(f"{name}={raw!r} must be {expected}")
+    return value

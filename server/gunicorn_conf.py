@@ -1,0 +1,35 @@
+"""gunicorn's settings for `python serve.py`, from server/settings.py (WEB_CONCURRENCY,
+MODELFLY_WORKER_CLASS, MODELFLY_TIMEOUT, MODELFLY_GRACEFUL_TIMEOUT), checked before gunicorn
+starts."""
+
+from server.settings import ServerSettings
+
+_settings = ServerSettings.from_env()
+workers = _settings.workers
+worker_class = _settings.worker_class
+worker_connections = 1000  # requests a worker reads or answers at once (idle ones aside)
+preload_app = True  # the model is loaded once in the master and shared with the workers
+timeout = _settings.timeout
+graceful_timeout = _settings.graceful_timeout
+keepalive = 5
+accesslog = None  # the guard writes one JSON line per request instead
+errorlog = "-"
+loglevel = "warning"
+proc_name = "modelfly"
+
+
+def when_ready(server):
+    # Everything loaded so far (libraries, the model) lives for the whole process: keep it out
+    # of the garbage collector's scans (long full collections were the latency tail) and out
+    # of the workers' copy-on-write pages.
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
+def child_exit(server, worker):
+    # A dead worker's live gauges must not count any more.
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
