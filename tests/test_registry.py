@@ -1,7 +1,6 @@
 """Model loading: integrity and version checks before unpickling, golden checks after,
 one load per process under threads, and what info/health reveal."""
 
-import asyncio
 import json
 import pickle
 import subprocess
@@ -192,73 +191,3 @@ def test_info_shows_the_card_without_internals():
 def test_health_lists_the_models():
     assert health() == {"status": "ok", "default_model": "iris",
                         "models": ["diabetes", "iris", "penguins"]}
-
-
-def test_rows_of_several_requests_join_in_order():
-    import numpy
-
-    from server.batcher import joined
-
-    many = numpy.array([[1.0, 2.0], [3.0, 4.0]])
-    assert joined([many]) is many
-    together = joined([many, numpy.array([[5.0, 6.0]])])
-    assert together.tolist() == [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]
-    assert joined([[[0.5, None]], many, [["a", 1.0]]]) == [
-        [0.5, None], [1.0, 2.0], [3.0, 4.0], ["a", 1.0]]
-
-
-class _Doubling:
-    """A stand-in model: answers each row with its double, records the rows of each call."""
-
-    def __init__(self) -> None:
-        self.calls: list[list] = []
-
-    def answer(self, rows: list) -> dict:
-        self.calls.append(rows)
-        return {"model": "doubling", "predictions": [row[0] * 2 for row in rows]}
-
-
-@pytest.mark.parametrize("dear", [True, False])
-def test_the_batcher_coalesces_for_a_dear_model_and_calls_a_cheap_one_at_once(dear):
-    from server import batcher as batching
-    from server import greenlets
-
-    model, sizes = _Doubling(), []
-    batcher = batching.Batcher(model, max_rows=100, max_wait=0, on_batch=sizes.append)
-    # a dear model's leader lets the others join; a cheap one's is called at once
-    batcher.call_seconds = 1.0 if dear else 0.0
-
-    async def three_callers() -> list:
-        return await asyncio.gather(*(greenlets.run(batcher.answer, [[float(i)], [float(i) + 0.5]])
-                                      for i in range(3)))
-
-    answers = asyncio.run(three_callers())
-    assert [a["predictions"] for a in answers] == [[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]]
-    assert sizes == ([3] if dear else [1, 1, 1])
-    assert len(model.calls) == len(sizes)
-    assert batcher.queue == []
-
-
-@pytest.mark.parametrize("cancelled", [0, 1])
-def test_a_caller_cancelled_while_batching_leaves_the_others_answered(cancelled):
-    # 0: the leader, while it lets others join; 1: a follower, while it waits for the batch
-    from server import batcher as batching
-    from server import greenlets
-
-    model = _Doubling()
-    # one request a batch: each answered caller hands the lead to the next in the queue
-    batcher = batching.Batcher(model, max_rows=1, max_wait=0)
-    batcher.call_seconds = 1.0  # dear: the leader waits for others to join
-
-    async def three_callers() -> list:
-        callers = [asyncio.create_task(greenlets.run(batcher.answer, [[float(i)]]))
-                   for i in range(3)]
-        await asyncio.sleep(0)  # all three have queued; the first leads
-        callers[cancelled].cancel()
-        return await asyncio.wait_for(asyncio.gather(*callers, return_exceptions=True), 10)
-
-    answers = asyncio.run(three_callers())
-    assert isinstance(answers[cancelled], asyncio.CancelledError)
-    assert [a["predictions"] for i, a in enumerate(answers) if i != cancelled] == [
-        [float(2 * i)] for i in range(3) if i != cancelled]
-    assert batcher.queue == []

@@ -63,7 +63,7 @@ MORE_BAD_BODIES = [
     (b'{"features": [-1e400, 3.0, 5.1, 1.8]}', 400, "received -Infinity"),
     # finite values the model's arithmetic overflows on (NaN probabilities)
     (b'{"features": [1e308, 1e308, 1e308, 1e308]}', 400, "no finite answer"),
-    # orjson (fast_json.py) refuses these; Firefly's json takes them, and our checks decide
+    # orjson (server/firefly_app.py) refuses these; Firefly's json takes them, and our checks decide
     (b'{"features": [NaN, 3.0, 5.1, 1.8]}', 400, "received NaN"),
     (b'{"features": [5.9, 3.0, 5.1, 1.8], "model": "\\ud800"}', 404, "unknown model"),
     ('{"f\u00eatures": [5.9, 3.0, 5.1, 1.8]}'.encode(), 422, "missing a required argument"),

@@ -1,6 +1,6 @@
-"""worker.py and green.py: the WSGI environ of a request, its body read under the limit and
-the deadline, and plain code waiting for the event loop. The worker serving real requests is
-tested through `python serve.py` (test_serve.py, test_reliability.py)."""
+"""server/worker.py and server/greenlets.py: the WSGI environ of a request, its body read
+under the limit and the deadline, and plain code waiting for the event loop. The worker serving
+real requests is tested through `python serve.py` (test_serve.py, test_reliability.py)."""
 
 import asyncio
 from types import SimpleNamespace
