@@ -14,8 +14,11 @@ import io
 import json
 import logging
 import math
+import os
 import platform
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,7 @@ import sklearn
 
 from modelfly.errors import ModelRefused
 from modelfly.features import to_rows
+from modelfly.inference import CannotInfer, infer_card
 from modelfly.model import LoadedModel
 from modelfly.settings import DEFAULT_MODELS_DIR
 
@@ -46,50 +50,78 @@ def save_model(
     *,
     name: str,
     version: str,
-    features: list[dict],
-    golden_inputs: list[Any],
-    data: dict,
-    metrics: dict,
+    example: Any = None,
+    labels: Any = None,
     out_dir: Path = DEFAULT_MODELS_DIR,
-    dataframe: bool = False,
-    missing_values: bool = False,
+    features: list[dict] | None = None,
+    golden_inputs: list[Any] | None = None,
+    data: dict | None = None,
+    metrics: dict | None = None,
+    dataframe: bool | None = None,
+    missing_values: bool | None = None,
 ) -> dict:
     """Save a fitted estimator and its card, then load it back through the server's checks.
 
+    example: a pandas DataFrame of a few to a few thousand rows of what the model takes; the
+        card is inferred from it and the estimator (modelfly/inference.py).
+    labels: the true answers of the example's rows (a column name of it, or a sequence);
+        they give the card's metrics.
+    The other arguments override what is inferred, or stand for it without an example:
     features: [{"name": "x", "type": "number"}, {"name": "c", "type": "category",
         "categories": ["a", "b"]}, ...] in the order the estimator takes them.
     golden_inputs: a few `features` values (any contract shape); their answers are recorded
         now and re-checked every time the model is loaded.
     dataframe: the estimator was fitted on a pandas DataFrame with these column names.
-    Returns the card; raises ModelRefused if the saved model fails its checks.
+    Returns the card. Raises CannotInfer (what to pass instead) or ModelRefused (the saved
+    model fails its checks); then nothing is written.
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model_path = out_dir / f"{name}.joblib"
-    joblib.dump(estimator, model_path)
+    given = {"features": features, "golden_inputs": golden_inputs, "data": data,
+             "metrics": metrics, "dataframe": dataframe, "missing_values": missing_values}
+    if example is not None:
+        if isinstance(labels, str):
+            if labels not in example.columns:
+                raise CannotInfer(f"the example has no column {labels!r} for the labels; its "
+                                  f"columns: {', '.join(map(str, example.columns))}")
+            example, labels = example.drop(columns=[labels]), example[labels]
+        inferred = infer_card(estimator, example, labels)
+        given = {key: inferred[key] if value is None else value for key, value in given.items()}
+    elif features is None or golden_inputs is None:
+        raise CannotInfer("pass example= (a DataFrame of what the model takes), or features= "
+                          "and golden_inputs=")
     classes = getattr(estimator, "classes_", None)
     card = {
         "name": name,
         "version": version,
         "task": "classification" if classes is not None else "regression",
         "estimator": " ".join(repr(estimator).split()),
-        "input": "dataframe" if dataframe else "array",
-        "features": features,
-        "missing_values": missing_values,
+        "input": "dataframe" if given["dataframe"] else "array",
+        "features": given["features"],
+        "missing_values": bool(given["missing_values"]),
         "classes": [str(c) for c in classes] if classes is not None else None,
-        "data": data,
-        "metrics": metrics,
+        "data": given["data"] or {},
+        "metrics": given["metrics"] or {},
         "trained_with": library_versions(),
-        "sha256": hashlib.sha256(model_path.read_bytes()).hexdigest(),
     }
     model = LoadedModel(card, estimator)
     card["golden"] = [
         {"features": inputs, "expected": model.answer(to_rows(inputs, card, sys.maxsize))}
-        for inputs in golden_inputs
+        for inputs in given["golden_inputs"]
     ]
-    (out_dir / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
-    _, reason = load_checked(out_dir, name)
-    if reason is not None:
-        raise ModelRefused(f"model {name!r} is refused: {reason}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # Written and checked aside, then moved in: a refused model leaves nothing behind.
+    staging = Path(tempfile.mkdtemp(prefix=".saving-", dir=out_dir))
+    try:
+        joblib.dump(estimator, staging / f"{name}.joblib")
+        card["sha256"] = hashlib.sha256((staging / f"{name}.joblib").read_bytes()).hexdigest()
+        (staging / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n",
+                                              encoding="utf-8")
+        _, reason = load_checked(staging, name)
+        if reason is not None:
+            raise ModelRefused(f"model {name!r} is refused: {reason}")
+        for suffix in (".joblib", ".json"):
+            os.replace(staging / f"{name}{suffix}", out_dir / f"{name}{suffix}")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return card
 
 
