@@ -45,7 +45,8 @@ def predict(features: Any, model: str | None = None) -> dict:
     """Predict with a shipped model.
 
     features: one row [5.9, 3.0, 5.1, 1.8], many rows [[...], [...]], one record
-        {"sepal_length": 5.9, ...} or many records [{...}, {...}].
+        {"sepal_length": 5.9, ...} or many records [{...}, {...}]; for a model that takes
+        texts alone, also one string or a list of strings.
     model: the name of a model in the models directory; the default model if omitted.
 
     Returns {"model", "version", "predictions": [...]} and, for classifiers,
@@ -53,7 +54,8 @@ def predict(features: Any, model: str | None = None) -> dict:
     """
     models = registry()
     loaded = models.get(models.resolve(model))
-    rows = to_rows(features, loaded.card, models.settings.max_rows)
+    rows = to_rows(features, loaded.card, models.settings.max_rows,
+                   models.settings.max_text_chars)
     try:
         return models.answer(loaded, rows)
     except BadInput:  # values the model has no finite answer for

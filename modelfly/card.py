@@ -59,6 +59,7 @@ def save_model(
     metrics: dict | None = None,
     dataframe: bool | None = None,
     missing_values: bool | None = None,
+    texts_alone: bool = False,
 ) -> dict:
     """Save a fitted estimator and its card, then load it back through the server's checks.
 
@@ -72,11 +73,14 @@ def save_model(
     golden_inputs: a few `features` values (any contract shape); their answers are recorded
         now and re-checked every time the model is loaded.
     dataframe: the estimator was fitted on a pandas DataFrame with these column names.
+    texts_alone: it takes a list of strings (a Pipeline whose first step is a text vectorizer).
     Returns the card. Raises CannotInfer (what to pass instead) or ModelRefused (the saved
     model fails its checks); then nothing is written.
     """
+    kind = None if dataframe is None else "dataframe" if dataframe else "array"
     given = {"features": features, "golden_inputs": golden_inputs, "data": data,
-             "metrics": metrics, "dataframe": dataframe, "missing_values": missing_values}
+             "metrics": metrics, "input": "text" if texts_alone else kind,
+             "missing_values": missing_values}
     if example is not None:
         if isinstance(labels, str):
             if labels not in example.columns:
@@ -94,7 +98,7 @@ def save_model(
         "version": version,
         "task": "classification" if classes is not None else "regression",
         "estimator": " ".join(repr(estimator).split()),
-        "input": "dataframe" if given["dataframe"] else "array",
+        "input": given["input"] or "array",
         "features": given["features"],
         "missing_values": bool(given["missing_values"]),
         "classes": [str(c) for c in classes] if classes is not None else None,

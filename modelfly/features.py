@@ -19,19 +19,28 @@ Row = list[Any]
 Rows = list[Row] | numpy.ndarray
 # From this many rows on, numpy checks plain numbers faster than a loop in Python (measured).
 VECTOR_CHECK_ROWS = 8
+DEFAULT_MAX_TEXT_CHARS = 10_000
 SHAPES = "one row [..], many rows [[..], ..], one record {..} or many records [{..}, ..]"
 
 
-def to_rows(features: Any, card: dict, max_rows: int) -> Rows:
+def to_rows(features: Any, card: dict, max_rows: int,
+            max_text_chars: int = DEFAULT_MAX_TEXT_CHARS) -> Rows:
     """Validate `features` against the card and return rows in the card's feature order.
 
-    Numbers come back as floats, categories as strings, missing values as None; 8 or more rows
-    of plain numbers come back as one float64 array, which the model takes as it is.
+    Numbers come back as floats, categories and texts as strings, missing values as None; 8 or
+    more rows of plain numbers come back as one float64 array, which the model takes as it is.
+    A model that takes texts alone (card input "text") also takes one string or a list of them.
 
     >>> card = {"features": [{"name": "x", "type": "number"}], "missing_values": False}
     >>> to_rows({"x": 2}, card, max_rows=10)
     [[2.0]]
     """
+    if card.get("input") == "text":
+        if isinstance(features, str):
+            features = [[features]]
+        elif isinstance(features, list) and features and all(
+                isinstance(item, str) for item in features):
+            features = [[text] for text in features]
     if isinstance(features, dict):
         records, rows = [features], None
     elif isinstance(features, list) and features:
@@ -63,7 +72,7 @@ def to_rows(features: Any, card: dict, max_rows: int) -> Rows:
         return plain
     else:
         _check_lengths(rows, card)
-    return [_checked_row(row, i, card, numeric) for i, row in enumerate(rows)]
+    return [_checked_row(row, i, card, numeric, max_text_chars) for i, row in enumerate(rows)]
 
 
 def _plain_numbers(rows: list[Row], width: int) -> numpy.ndarray | None:
@@ -112,29 +121,38 @@ def _record_to_row(record: dict, index: int, card: dict) -> Row:
     return [record[name] for name in names]
 
 
-def _checked_row(row: Row, index: int, card: dict, numeric: bool) -> Row:
+def _checked_row(row: Row, index: int, card: dict, numeric: bool, max_text_chars: int) -> Row:
     # The common case, plain numbers for an all-numeric model, is checked in one pass.
     if numeric and all(type(value) in (float, int) and _finite(value) for value in row):
         return [float(value) for value in row]
     return [
-        _checked_value(value, feature, index, card)
+        _checked_value(value, feature, index, card, max_text_chars)
         for value, feature in zip(row, card["features"], strict=True)
     ]
 
 
-def _checked_value(value: Any, feature: dict, index: int, card: dict) -> Any:
+def _checked_value(value: Any, feature: dict, index: int, card: dict,
+                   max_text_chars: int) -> Any:
     where = f"row {index}, column {feature['name']!r}"
     if value is None:
-        if card.get("missing_values"):
+        if accepts_missing(feature, card):
             return None
         raise BadInput(
             f"{where}: received null; expected {_expected(feature)} "
-            f"(model {card['name']!r} does not accept missing values)"
-        )
+            f"(model {card['name']!r} does not accept missing values"
+            + (" in this column)" if any(accepts_missing(f, card) for f in card["features"])
+               else ")"))
     if feature["type"] == "number":
         if type(value) in (int, float) and _finite(value):
             return float(value)
         raise BadInput(f"{where}: received {describe(value)}; expected {_expected(feature, card)}")
+    if feature["type"] == "text":
+        if isinstance(value, str) and len(value) <= max_text_chars:
+            return value
+        received = (f"a string of {len(value)} characters" if isinstance(value, str)
+                    else describe(value))
+        raise BadInput(f"{where}: received {received}; expected a string of at most "
+                       f"{max_text_chars} characters (MODELFLY_MAX_TEXT_CHARS)")
     if isinstance(value, str) and value in feature["categories"]:
         return value
     raise BadInput(f"{where}: received {describe(value)}; expected {_expected(feature, card)}")
@@ -147,8 +165,16 @@ def _finite(number: float) -> bool:
         return False
 
 
+def accepts_missing(feature: dict, card: dict) -> bool:
+    """Whether null is taken for this feature: its own "missing", else the card's
+    "missing_values"."""
+    return bool(feature.get("missing", card.get("missing_values")))
+
+
 def _expected(feature: dict, card: dict | None = None) -> str:
-    missing = " or null" if card and card.get("missing_values") else ""
+    missing = " or null" if card and accepts_missing(feature, card) else ""
     if feature["type"] == "number":
         return "a finite number" + missing
+    if feature["type"] == "text":
+        return "a string" + missing
     return "one of " + ", ".join(map(repr, feature["categories"])) + missing

@@ -1,9 +1,12 @@
 """A model card inferred from a fitted estimator and an example of what it takes.
 
 Feature names and order come from the estimator (`feature_names_in_`), else from the example's
-columns (checked against `n_features_in_`); each feature is a `number` or a `category`, whose
-categories are the fitted encoders' where the estimator has one for it, else the example's.
-Whether missing values are accepted is found by trying the estimator on them. Golden inputs
+columns (checked against `n_features_in_`); each feature is a `number`, a `category`, whose
+categories are the fitted encoders' where the estimator has one for it, else the example's, or
+a `text`, where a text vectorizer takes the column; a Pipeline whose first step is a text
+vectorizer takes texts alone (the example's one column).
+Whether missing values are accepted is found by trying the estimator on them, feature by
+feature. Golden inputs
 are the example's first complete rows; labels, where given, give the metrics.
 """
 
@@ -29,7 +32,13 @@ def infer_card(estimator: Any, example: Any, labels: Any = None) -> dict:
         raise CannotInfer("the example must be a table (a DataFrame) of at least one row")
     names = getattr(estimator, "feature_names_in_", None)
     dataframe = names is not None
-    if dataframe:
+    texts_alone = _is_vectorizer(getattr(estimator, "steps", [(None, None)])[0][1])
+    if texts_alone:
+        if len(example.columns) != 1:
+            raise CannotInfer("the estimator takes texts alone (its first step is a text "
+                              "vectorizer): give an example with one column, of texts")
+        names = [str(example.columns[0])]
+    elif dataframe:
         names = [str(name) for name in names]
         absent = [name for name in names if name not in example.columns]
         extra = [str(column) for column in example.columns if column not in names]
@@ -48,62 +57,76 @@ def infer_card(estimator: Any, example: Any, labels: Any = None) -> dict:
         if expected is not None and expected != len(names):
             raise CannotInfer(f"the example has {len(names)} column(s), the estimator takes "
                               f"{expected}; give an example with one column per feature")
-    encoded = encoder_categories(estimator)
-    features = [_feature(name, example[name], encoded.get(name), dataframe) for name in names]
+    fitted = {names[0]: {"type": "text"}} if texts_alone else fitted_columns(estimator)
+    features = [_feature(name, example[name], fitted.get(name), dataframe) for name in names]
+    kind = "text" if texts_alone else "dataframe" if dataframe else "array"
     card = {"name": "inferred", "version": "0", "features": features,
-            "input": "dataframe" if dataframe else "array", "missing_values": True,
+            "input": kind, "missing_values": True,
             "classes": _classes(estimator)}
     records = json.loads(example.to_json(orient="records"))
     for record in records:
         for feature in features:
             value = record[feature["name"]]
-            if feature["type"] == "category" and value is not None:
+            if feature["type"] != "number" and value is not None:
                 record[feature["name"]] = str(value)
     complete = [record for record in records if None not in record.values()]
     if not complete:
         raise CannotInfer("no row of the example has a value in every column; give one")
     golden = complete[:GOLDEN_ROWS]
-    card["missing_values"] = missing = accepts_missing(LoadedModel(card, estimator), golden[0])
+    accepted = missing_accepted(LoadedModel(card, estimator), golden[0])
+    # one flag for the card where all features agree; else each feature that takes null says so
+    card["missing_values"] = missing = all(accepted.values())
+    if any(accepted.values()) and not missing:
+        for feature in features:
+            if accepted[feature["name"]]:
+                feature["missing"] = True
     metrics = {}
     if labels is not None:
-        # measured on the rows the model can take: all, or the complete ones
+        # measured on the rows the model can take
         usable = [(record, label) for record, label in zip(records, labels, strict=True)
-                  if missing or None not in record.values()]
+                  if all(value is not None or accepted[name] for name, value in record.items())]
         metrics = measure(LoadedModel(card, estimator), [record for record, _ in usable],
                           [label for _, label in usable])
-    return {"features": features, "dataframe": dataframe, "missing_values": missing,
+    return {"features": features, "input": kind, "missing_values": missing,
             "golden_inputs": golden if dataframe else [[r[n] for n in names] for r in golden],
             "metrics": metrics, "data": {"example_rows": len(records)}}
 
 
-def encoder_categories(estimator: Any) -> dict[str, list]:
-    """{column: categories} of the OneHotEncoders and OrdinalEncoders that a Pipeline's
-    ColumnTransformers apply to named columns."""
-    found: dict[str, list] = {}
+def fitted_columns(estimator: Any) -> dict[str, dict]:
+    """What the ColumnTransformers of a Pipeline make of named columns: {column: {"type":
+    "text"}} for a text vectorizer's, {column: {"type": "category", "categories": [...]}} for
+    an encoder's (OneHotEncoder, OrdinalEncoder)."""
+    found: dict[str, dict] = {}
     for step in _parts(estimator):
         for _, transformer, columns in getattr(step, "transformers_", []):
+            parts = _parts(transformer)
+            if isinstance(columns, str) and any(map(_is_vectorizer, parts)):
+                found[columns] = {"type": "text"}
             if not isinstance(columns, (list, tuple)) or not all(
                     isinstance(c, str) for c in columns):
                 continue
-            for part in _parts(transformer):
+            for part in parts:
                 categories = getattr(part, "categories_", None)
                 if categories is not None and len(categories) == len(columns):
                     for column, values in zip(columns, categories, strict=True):
-                        found[column] = [v for v in values.tolist() if not _is_nan(v)]
+                        found[column] = {"type": "category", "categories": [
+                            v for v in values.tolist() if not _is_nan(v)]}
     return found
 
 
-def accepts_missing(model: LoadedModel, record: dict) -> bool:
-    """Whether the model answers, with finite numbers, a row missing any one of its values."""
+def missing_accepted(model: LoadedModel, record: dict) -> dict[str, bool]:
+    """{feature: whether the model answers, with finite numbers, the row without it}."""
+    accepted = {}
     for feature in model.card["features"]:
         features = {**record, feature["name"]: None}
         if model.card["input"] != "dataframe":
             features = [features[f["name"]] for f in model.card["features"]]
         try:
             model.answer(to_rows(features, model.card, max_rows=1))
+            accepted[feature["name"]] = True
         except Exception:  # scikit-learn refuses NaN in many ways, BadInput for non-finite
-            return False
-    return True
+            accepted[feature["name"]] = False
+    return accepted
 
 
 def measure(model: LoadedModel, records: list[dict], labels: list) -> dict:
@@ -125,7 +148,10 @@ def measure(model: LoadedModel, records: list[dict], labels: list) -> dict:
             "mae": round(float(metrics.mean_absolute_error(truth, predicted)), 4)}
 
 
-def _feature(name: str, column: Any, categories: list | None, dataframe: bool) -> dict:
+def _feature(name: str, column: Any, fitted: dict | None, dataframe: bool) -> dict:
+    if fitted is not None and fitted["type"] == "text":
+        return {"name": name, "type": "text"}
+    categories = None if fitted is None else fitted["categories"]
     if categories is not None and all(isinstance(c, str) for c in categories):
         return {"name": name, "type": "category", "categories": categories}
     if categories is not None or _numeric(column):
@@ -144,6 +170,11 @@ def _classes(estimator: Any) -> list[str] | None:
 
 def _numeric(column: Any) -> bool:
     return column.dtype.kind in "iuf"
+
+
+def _is_vectorizer(step: Any) -> bool:
+    """CountVectorizer, TfidfVectorizer, HashingVectorizer: they take strings."""
+    return callable(getattr(step, "build_analyzer", None))
 
 
 def _is_nan(value: Any) -> bool:

@@ -39,8 +39,12 @@ class LoadedModel:
         return answer
 
     def inputs(self, rows: Rows) -> Any:
-        """Checked rows as the estimator takes them: a float array, or a DataFrame."""
-        if self.card.get("input") != "dataframe":
+        """Checked rows as the estimator takes them: a float array, a DataFrame, or the texts
+        of a model that takes texts alone."""
+        kind = self.card.get("input")
+        if kind == "text":
+            return [row[0] for row in rows]
+        if kind != "dataframe":
             return numpy.asarray(rows, dtype=float)
         import pandas  # only models trained on a DataFrame need it
 

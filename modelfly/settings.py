@@ -5,6 +5,7 @@
 | MODELFLY_MODELS_DIR     | `models/` of this checkout    | where `<name>.joblib` + cards live   |
 | MODELFLY_DEFAULT_MODEL  | `iris`                        | the model used when none is named    |
 | MODELFLY_MAX_ROWS       | `10000`                       | most rows one request may carry      |
+| MODELFLY_MAX_TEXT_CHARS | `10000`                       | longest value of a `text` feature    |
 
 The production server's own settings are in server/settings.py.
 """
@@ -27,6 +28,7 @@ class Settings:
     models_dir: Path = DEFAULT_MODELS_DIR
     default_model: str = "iris"
     max_rows: int = 10_000
+    max_text_chars: int = 10_000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "Settings":
@@ -36,7 +38,9 @@ class Settings:
             raise ConfigError(f"MODELFLY_MODELS_DIR={str(models_dir)!r} is not a directory")
         return cls(models_dir=models_dir,
                    default_model=env.get("MODELFLY_DEFAULT_MODEL") or cls.default_model,
-                   max_rows=positive(env, "MODELFLY_MAX_ROWS", cls.max_rows, int))
+                   max_rows=positive(env, "MODELFLY_MAX_ROWS", cls.max_rows, int),
+                   max_text_chars=positive(env, "MODELFLY_MAX_TEXT_CHARS", cls.max_text_chars,
+                                           int))
 
     def model_names(self) -> list[str]:
         """The models in models_dir (a card beside its .joblib); ConfigError if the default

@@ -18,6 +18,7 @@ from palmerpenguins import load_penguins
 from sklearn.compose import ColumnTransformer
 from sklearn.datasets import load_diabetes, load_iris
 from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline, make_pipeline
@@ -34,13 +35,19 @@ def add(*args: str) -> subprocess.CompletedProcess:
 
 
 def penguin_pipeline() -> tuple[Pipeline, pandas.DataFrame]:
-    """One-hot categories and imputed, scaled numbers, fitted on a DataFrame with gaps."""
+    """One-hot categories, imputed and scaled numbers and a text column (a field note, made
+    here), fitted on a DataFrame with gaps."""
     frame = load_penguins().drop(columns=["year"])
+    frame["note"] = [f"seen on {island} {'at dawn' if i % 3 else 'late'}, bill {bill}"
+                     for i, (island, bill) in enumerate(zip(frame["island"],
+                                                            frame["bill_length_mm"],
+                                                            strict=True))]
     numbers = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"]
     prepare = ColumnTransformer([
         ("numbers", make_pipeline(SimpleImputer(), StandardScaler()), numbers),
         ("categories", make_pipeline(SimpleImputer(strategy="most_frequent"),
-                                     OneHotEncoder(handle_unknown="ignore")), ["island", "sex"])])
+                                     OneHotEncoder(handle_unknown="ignore")), ["island", "sex"]),
+        ("note", TfidfVectorizer(), "note")])
     model = Pipeline([("prepare", prepare), ("classify", LogisticRegression(max_iter=1000))])
     return model.fit(frame.drop(columns=["species"]), frame["species"]), frame
 
@@ -62,6 +69,15 @@ def integer_classes() -> tuple[DecisionTreeClassifier, pandas.DataFrame]:
     return model, pandas.DataFrame(iris.data[::5], columns=[f"f{i}" for i in range(4)])
 
 
+def sentiment() -> tuple[Pipeline, pandas.DataFrame]:
+    """A Pipeline whose first step takes strings: it takes texts alone (seed 004's API)."""
+    good = ["great film", "loved it", "wonderful acting", "a joy to watch", "please respect"]
+    bad = ["awful film", "hated it", "terrible acting", "a bore to watch", "no respect"]
+    texts, labels = good * 4 + bad * 4, ["positive"] * 20 + ["negative"] * 20
+    model = make_pipeline(TfidfVectorizer(), LogisticRegression()).fit(texts, labels)
+    return model, pandas.DataFrame({"text": texts, "label": labels})
+
+
 def regressor() -> tuple[Ridge, pandas.DataFrame]:
     diabetes = load_diabetes()
     model = Ridge(alpha=0.5).fit(diabetes.data, diabetes.target)
@@ -74,6 +90,7 @@ CASES = {  # name: (make, example format, labels column)
     "boosting": (gradient_boosting, "jsonl", "truth"),
     "tree": (integer_classes, "csv", None),
     "ridge": (regressor, "jsonl", "progression"),
+    "sentiment": (sentiment, "jsonl", "label"),
 }
 
 
@@ -104,15 +121,18 @@ def added(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 def test_the_inferred_cards(added):
     models, _ = added
     card = json.loads((models / "penguin-pipeline.json").read_text())
-    assert card["input"] == "dataframe" and card["missing_values"] is True
+    # tried feature by feature: the imputed columns take null, the text column does not
+    assert card["input"] == "dataframe" and card["missing_values"] is False
+    assert [f.get("missing", False) for f in card["features"]] == [True] * 6 + [False]
     # the estimator's own order (feature_names_in_), not the ColumnTransformer's
     assert [f["name"] for f in card["features"]] == [
-        "island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "sex"]
-    assert card["features"][1] == {"name": "bill_length_mm", "type": "number"}
-    assert {"name": "island", "type": "category",
+        "island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "sex",
+        "note"]
+    assert card["features"][1] == {"name": "bill_length_mm", "type": "number", "missing": True}
+    assert {"name": "island", "type": "category", "missing": True,
             "categories": ["Biscoe", "Dream", "Torgersen"]} in card["features"]
-    assert {"name": "sex", "type": "category", "categories": ["female", "male"]} in card[
-        "features"]
+    assert {"name": "sex", "type": "category", "categories": ["female", "male"],
+            "missing": True} in card["features"]
     assert card["classes"] == ["Adelie", "Chinstrap", "Gentoo"]
     assert card["metrics"]["accuracy"] > 0.9 and "f1_macro" in card["metrics"]
     boosting = json.loads((models / "boosting.json").read_text())
@@ -125,12 +145,21 @@ def test_the_inferred_cards(added):
     ridge = json.loads((models / "ridge.json").read_text())
     assert ridge["task"] == "regression" and set(ridge["metrics"]) == {"r2", "mae"}
     assert ridge["missing_values"] is False
+    assert {"name": "note", "type": "text"} in card["features"]
+    texts = json.loads((models / "sentiment.json").read_text())
+    assert texts["input"] == "text" and texts["features"] == [{"name": "text", "type": "text"}]
+    assert texts["missing_values"] is False and texts["metrics"]["accuracy"] == 1.0
     assert len(ridge["golden"]) == 3
 
 
 def expected_answer(estimator, example: pandas.DataFrame, name: str) -> dict:
     """What the estimator answers in process for the example's rows, in the contract's form."""
-    inputs = example if hasattr(estimator, "feature_names_in_") else example.to_numpy(float)
+    if hasattr(estimator, "feature_names_in_"):
+        inputs = example
+    elif list(example.columns) == ["text"]:
+        inputs = example["text"].tolist()
+    else:
+        inputs = example.to_numpy(float)
     answer = {"model": name, "version": "2.1.0",
               "predictions": estimator.predict(inputs).tolist()}
     if hasattr(estimator, "predict_proba"):
@@ -159,8 +188,9 @@ def test_added_models_answer_what_the_estimator_answers(added, server, tmp_path)
     try:
         for name, (estimator, example) in made.items():
             rows = example.iloc[:25]
-            body = {"model": name,
-                    "features": request_features(rows, hasattr(estimator, "feature_names_in_"))}
+            features = (rows["text"].tolist() if name == "sentiment"  # a list of strings
+                        else request_features(rows, hasattr(estimator, "feature_names_in_")))
+            body = {"model": name, "features": features}
             answer = requests.post(running.url + "/predict", json=body, timeout=30)
             assert answer.status_code == 200, answer.text
             want = expected_answer(estimator, rows, name)
@@ -171,6 +201,36 @@ def test_added_models_answer_what_the_estimator_answers(added, server, tmp_path)
                 numpy.allclose(got["predictions"], want["predictions"], rtol=1e-14, atol=0)
                 and not estimator_is_classifier(estimator)), name
             assert answers_match(got, want, tolerance=1e-14), name
+    finally:
+        running.stop()
+
+
+@pytest.mark.parametrize("server", ["production", "firefly"])
+def test_text_is_one_string_or_many_and_bounded(added, server, tmp_path):
+    models, made = added
+    estimator, _ = made["sentiment"]
+    env = {"MODELFLY_MODELS_DIR": str(models), "MODELFLY_MAX_TEXT_CHARS": "50"}
+    running = (start_serve(tmp_path, env) if server == "production"
+               else start_firefly(tmp_path, "-c", "firefly.yml", env=env))
+
+    def call(features) -> requests.Response:
+        return requests.post(running.url + "/predict", timeout=30,
+                             json={"model": "sentiment", "features": features})
+
+    try:
+        one = call("Please respect each other.")
+        assert one.status_code == 200
+        assert one.json()["predictions"] == estimator.predict(
+            ["Please respect each other."]).tolist()
+        assert call({"text": "what a joy"}).json()["predictions"] == ["positive"]
+        too_long = call(["fine", "x" * 51])
+        assert too_long.status_code == 400
+        assert too_long.json()["error"] == (
+            "row 1, column 'text': received a string of 51 characters; expected a string of "
+            "at most 50 characters (MODELFLY_MAX_TEXT_CHARS)")
+        not_text = call([["fine"], [3]])
+        assert not_text.status_code == 400 and "row 1, column 'text'" in not_text.text
+        assert "received 3 (a number)" in not_text.json()["error"]
     finally:
         running.stop()
 

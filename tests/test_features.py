@@ -166,3 +166,24 @@ def test_many_plain_rows_come_back_as_floats():
 def test_values_the_model_has_no_finite_answer_for_are_refused(model, rows, row):
     with pytest.raises(BadInput, match=rf"^row {row}: model '{model}' has no finite answer"):
         predict(rows, model=model)
+
+
+def test_text_features_and_null_taken_feature_by_feature():
+    card = {"name": "m", "missing_values": False, "features": [
+        {"name": "x", "type": "number", "missing": True}, {"name": "t", "type": "text"}]}
+    assert to_rows({"x": None, "t": "hi"}, card, max_rows=10) == [[None, "hi"]]
+    with pytest.raises(BadInput, match=re.escape(
+            "row 0, column 't': received null; expected a string (model 'm' does not accept "
+            "missing values in this column)")):
+        to_rows({"x": 1, "t": None}, card, max_rows=10)
+    with pytest.raises(BadInput, match=re.escape(
+            "row 0, column 't': received a string of 6 characters; expected a string of at "
+            "most 5 characters (MODELFLY_MAX_TEXT_CHARS)")):
+        to_rows({"x": 1, "t": "sixsix"}, card, max_rows=10, max_text_chars=5)
+    texts = {"name": "s", "input": "text", "missing_values": False,
+             "features": [{"name": "text", "type": "text"}]}
+    assert to_rows("one", texts, max_rows=10) == [["one"]]
+    assert to_rows(["one", "two"], texts, max_rows=10) == [["one"], ["two"]]
+    assert to_rows({"text": "one"}, texts, max_rows=10) == [["one"]]
+    with pytest.raises(TooManyRows):
+        to_rows(["a", "b", "c"], texts, max_rows=2)
