@@ -41,19 +41,21 @@ def registry() -> Registry:
     return _registry
 
 
-def predict(features: Any, model: str | None = None) -> dict:
+def predict(features: Any, model: str | None = None, version: str | None = None) -> dict:
     """Predict with a shipped model.
 
     features: one row [5.9, 3.0, 5.1, 1.8], many rows [[...], [...]], one record
         {"sepal_length": 5.9, ...} or many records [{...}, {...}]; for a model that takes
         texts alone, also one string or a list of strings.
     model: the name of a model in the models directory; the default model if omitted.
+    version: one of the model's versions; its default version (the highest, unless the
+        models directory pins another) if omitted.
 
     Returns {"model", "version", "predictions": [...]} and, for classifiers,
     "probabilities": [{class: probability}, ...]; always one entry per row.
     """
     models = registry()
-    loaded = models.get(models.resolve(model))
+    loaded = models.get(model, version)
     rows = to_rows(features, loaded.card, models.settings.max_rows,
                    models.settings.max_text_chars)
     try:
@@ -67,12 +69,16 @@ def predict(features: Any, model: str | None = None) -> dict:
         ) from error
 
 
-def info(model: str | None = None) -> dict:
-    """Describe a model: its features, classes, training data, metrics and an example input."""
+def info(model: str | None = None, version: str | None = None) -> dict:
+    """Describe a model: its features, classes, training data, metrics and an example input,
+    its versions and the default one (of these, `version`'s card; the default's if omitted)."""
     models = registry()
-    card = models.card(models.resolve(model))
+    name = models.resolve(model)
+    card = models.card(name, version)
     public = {key: card[key] for key in PUBLIC_CARD_KEYS if key in card}
-    public["default"] = card["name"] == models.settings.default_model
+    public["default"] = name == models.settings.default_model
+    public["versions"] = models.catalog.versions(name)
+    public["default_version"] = models.catalog.defaults[name]
     if card.get("golden"):
         public["example"] = {"features": card["golden"][0]["features"]}
     return public

@@ -39,7 +39,7 @@ def train_iris(out_dir: Path) -> dict:
         X, y, test_size=0.25, random_state=SEED, stratify=y)
     model = LogisticRegression(max_iter=1000, random_state=SEED).fit(X_train, y_train)
     return save_model(
-        model, name="iris", version="1.0.0", out_dir=out_dir,
+        model, name="iris", version="1.0.0", out_dir=out_dir, flat=True,
         features=numeric_features(["sepal_length", "sepal_width", "petal_length", "petal_width"]),
         golden_inputs=[[5.9, 3.0, 5.1, 1.8], [5.1, 3.5, 1.4, 0.2], [6.0, 2.7, 4.1, 1.3],
                        X_test[:3].tolist()],
@@ -70,7 +70,7 @@ def train_penguins(out_dir: Path) -> dict:
                  "categories": sorted(frame[column].dropna().unique().tolist())}
                 for column in categories] + numeric_features(numbers)
     return save_model(
-        model, name="penguins", version="1.0.0", out_dir=out_dir, dataframe=True,
+        model, name="penguins", version="1.0.0", out_dir=out_dir, flat=True, dataframe=True,
         missing_values=True, features=features,
         golden_inputs=[
             {"island": "Torgersen", "sex": "male", "bill_length_mm": 39.1,
@@ -92,7 +92,7 @@ def train_diabetes(out_dir: Path) -> dict:
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=SEED)
     model = Ridge(alpha=0.1).fit(X_train, y_train)
     return save_model(
-        model, name="diabetes", version="1.0.0", out_dir=out_dir,
+        model, name="diabetes", version="1.0.0", out_dir=out_dir, flat=True,
         features=numeric_features(list(diabetes.feature_names)),
         golden_inputs=[row.tolist() for row in X_test[:3]],
         data=_split("sklearn.datasets.load_diabetes", len(X), len(X_train), stratified=False),

@@ -52,7 +52,7 @@ def rf_models_dir() -> Path:
     iris = load_iris()
     forest = RandomForestClassifier(n_estimators=100, random_state=0, n_jobs=1).fit(
         iris.data, iris.target_names[iris.target])
-    save_model(forest, name="forest", version="bench", out_dir=target,
+    save_model(forest, name="forest", version="bench", out_dir=target, flat=True,
                features=numeric_features(["sepal_length", "sepal_width", "petal_length",
                                           "petal_width"]),
                golden_inputs=[ROW, [5.1, 3.5, 1.4, 0.2], [6.0, 2.7, 4.1, 1.3]],

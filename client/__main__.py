@@ -78,9 +78,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     predict.add_argument("--batch-size", type=int, default=1000,
                          help="rows sent per request (default %(default)s)")
     predict.add_argument("--model", help="model name (default: the server's default)")
+    predict.add_argument("--version", dest="model_version",
+                         help="model version (default: the model's default)")
 
     info = commands.add_parser("info", parents=after, help="describe a model")
     info.add_argument("--model", help="model name (default: the server's default)")
+    info.add_argument("--version", dest="model_version",
+                      help="model version (default: the model's default)")
     commands.add_parser("health", parents=after, help="is the server up")
 
     args = parser.parse_args(argv)
@@ -149,7 +153,7 @@ def predict_file(client: ModelClient, args: argparse.Namespace) -> None:
 
     def answers() -> Iterator[dict]:
         for batch in batches(rows, args.batch_size):
-            yield from answer_rows(client.predict(batch, args.model))
+            yield from answer_rows(client.predict(batch, args.model, args.model_version))
             progress.update(len(batch))
 
     with progress:
@@ -162,12 +166,12 @@ def run(args: argparse.Namespace) -> None:
         if args.command == "health":
             print(json.dumps(client.health()))
         elif args.command == "info":
-            print(json.dumps(client.info(args.model)))
+            print(json.dumps(client.info(args.model, args.model_version)))
         elif args.input is not None:
             predict_file(client, args)
         else:
             features = args.values if args.values else json.loads(args.json)
-            print(json.dumps(client.predict(features, args.model)))
+            print(json.dumps(client.predict(features, args.model, args.model_version)))
 
 
 def main(argv: list[str] | None = None) -> int:

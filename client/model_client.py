@@ -67,18 +67,20 @@ class ModelClient:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
 
-    def predict(self, features: Any, model: str | None = None) -> dict:
+    def predict(self, features: Any, model: str | None = None,
+                version: str | None = None) -> dict:
         """Predictions for one row, many rows, one record, many records, a numpy array
         (1-D: one row, 2-D: rows) or a pandas DataFrame (sent as records).
 
         >>> client.predict([[5.9, 3.0, 5.1, 1.8]], model="iris")["predictions"]  # doctest: +SKIP
         ['virginica']
         """
-        return self._call("/predict", {"features": to_plain(features), **_model(model)})
+        return self._call("/predict", {"features": to_plain(features),
+                                       **_model(model, version)})
 
-    def info(self, model: str | None = None) -> dict:
+    def info(self, model: str | None = None, version: str | None = None) -> dict:
         """The model's card: features, classes, metrics, versions, an example input."""
-        return self._call("/info", _model(model))
+        return self._call("/info", _model(model, version))
 
     def health(self) -> dict:
         """The server's liveness answer, e.g. {"status": "ok", "models": [...]}."""
@@ -144,8 +146,10 @@ def _plain_scalar(value: Any) -> Any:
     raise TypeError(f"cannot send {type(value).__name__} as JSON: {value!r:.40}")
 
 
-def _model(model: str | None) -> dict:
-    return {} if model is None else {"model": model}
+def _model(model: str | None, version: str | None) -> dict:
+    """The request's model and version; the server's defaults where None."""
+    return {key: value for key, value in (("model", model), ("version", version))
+            if value is not None}
 
 
 def _what_happened(error: requests.RequestException, timeout: Any, retries: int) -> str:

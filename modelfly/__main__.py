@@ -9,13 +9,11 @@ message says why and what to pass).
 import argparse
 import json
 import os
-import re
 import sys
 from pathlib import Path
 from typing import Any
 
-# A name or version is a file name in the models directory: nothing that could leave it.
-SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+from modelfly.catalog import is_safe_name
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -44,7 +42,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     for option in ("name", "version"):
         value = getattr(args, option)
-        if not SAFE_NAME.fullmatch(value) or ".." in value:
+        if not is_safe_name(value):
             parser.error(f"--{option} {value!r} must be letters, digits, '.', '_' or '-', "
                          "starting with a letter or digit, without '..'")
     return args
@@ -101,7 +99,8 @@ def summary(card: dict) -> str:
         values = ", ".join(feature.get("categories", []))
         lines.append(f"{feature['name']:<{width}}  {feature['type']:<8}  "
                      f"{values[:60] + ('...' if len(values) > 60 else '')}".rstrip())
-    body = json.dumps({"model": card["name"], "features": card["golden"][0]["features"]})
+    body = json.dumps({"model": card["name"], "version": card["version"],
+                       "features": card["golden"][0]["features"]})
     lines += ["", "call it (the server sees a new model when restarted):",
               f"curl -s -X POST 127.0.0.1:8000/predict -H 'Content-Type: application/json' "
               f"-d '{body}'"]

@@ -26,6 +26,7 @@ import joblib
 import numpy
 import sklearn
 
+from modelfly.catalog import card_file, is_safe_name, model_file
 from modelfly.errors import ModelRefused
 from modelfly.features import to_rows
 from modelfly.inference import CannotInfer, infer_card
@@ -40,9 +41,9 @@ PUBLIC_CARD_KEYS = ("name", "version", "task", "estimator", "features", "missing
 GOLDEN_TOLERANCE = 1e-9
 
 
-def read_card(models_dir: Path, name: str) -> dict:
-    """The card of the model `name` in models_dir, as it is on disk."""
-    return json.loads((models_dir / f"{name}.json").read_text(encoding="utf-8"))
+def read_card(base: Path) -> dict:
+    """The card of the model at `base` (catalog.py: the card is base + .json), as on disk."""
+    return json.loads(card_file(base).read_text(encoding="utf-8"))
 
 
 def save_model(
@@ -53,6 +54,7 @@ def save_model(
     example: Any = None,
     labels: Any = None,
     out_dir: Path = DEFAULT_MODELS_DIR,
+    flat: bool = False,
     features: list[dict] | None = None,
     golden_inputs: list[Any] | None = None,
     data: dict | None = None,
@@ -67,6 +69,8 @@ def save_model(
         card is inferred from it and the estimator (modelfly/inference.py).
     labels: the true answers of the example's rows (a column name of it, or a sequence);
         they give the card's metrics.
+    Written to out_dir/<name>/<version>.joblib and .json, beside the other versions; with flat,
+    to out_dir/<name>.joblib and .json, one version per name (the shipped models' layout).
     The other arguments override what is inferred, or stand for it without an example:
     features: [{"name": "x", "type": "number"}, {"name": "c", "type": "category",
         "categories": ["a", "b"]}, ...] in the order the estimator takes them.
@@ -111,30 +115,47 @@ def save_model(
         {"features": inputs, "expected": model.answer(to_rows(inputs, card, sys.maxsize))}
         for inputs in given["golden_inputs"]
     ]
-    out_dir.mkdir(parents=True, exist_ok=True)
+    for part, label in ((name, "name"), (version, "version")):
+        if not is_safe_name(part):
+            raise CannotInfer(f"the {label} {part!r} must be letters, digits, '.', '_' or '-', "
+                              "starting with a letter or digit, without '..'")
+    target = out_dir / (name if flat else f"{name}/{version}")
+    new_folder = not target.parent.exists()
+    target.parent.mkdir(parents=True, exist_ok=True)
     # Written and checked aside, then moved in: a refused model leaves nothing behind.
-    staging = Path(tempfile.mkdtemp(prefix=".saving-", dir=out_dir))
+    staging = Path(tempfile.mkdtemp(prefix=".saving-", dir=target.parent)) / target.name
     try:
-        joblib.dump(estimator, staging / f"{name}.joblib")
-        card["sha256"] = hashlib.sha256((staging / f"{name}.joblib").read_bytes()).hexdigest()
-        (staging / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n",
-                                              encoding="utf-8")
-        _, reason = load_checked(staging, name)
+        joblib.dump(estimator, model_file(staging))
+        card["sha256"] = hashlib.sha256(model_file(staging).read_bytes()).hexdigest()
+        card_file(staging).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+        _, reason = load_checked(staging, name, version)
         if reason is not None:
-            raise ModelRefused(f"model {name!r} is refused: {reason}")
-        for suffix in (".joblib", ".json"):
-            os.replace(staging / f"{name}{suffix}", out_dir / f"{name}{suffix}")
+            raise ModelRefused(f"model {name!r} {version} is refused: {reason}")
+        os.replace(model_file(staging), model_file(target))
+        os.replace(card_file(staging), card_file(target))
+    except BaseException:
+        if new_folder:
+            shutil.rmtree(target.parent, ignore_errors=True)
+        raise
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(staging.parent, ignore_errors=True)
     return card
 
 
-def load_checked(models_dir: Path, name: str) -> tuple[LoadedModel | None, str | None]:
-    """The model `name` loaded and checked against its card, or None and why it is refused."""
-    card = read_card(models_dir, name)
-    data = (models_dir / f"{name}.joblib").read_bytes()
+def load_checked(base: Path, name: str, version: str) -> tuple[LoadedModel | None, str | None]:
+    """The model at `base` (catalog.py), which should be `name` `version`, loaded and checked
+    against its card; or None and why it is refused."""
+    try:
+        card = read_card(base)
+        data = model_file(base).read_bytes()
+    except (OSError, ValueError) as error:
+        return None, f"its files cannot be read ({type(error).__name__})"
+    if not isinstance(card, dict) or (card.get("name"), card.get("version")) != (name, version):
+        return None, (f"{card_file(base).name} is not the card of {name} {version}"
+                      if isinstance(card, dict) else f"{card_file(base).name} is not a card")
     if hashlib.sha256(data).hexdigest() != card.get("sha256"):
-        return None, f"{name}.joblib does not match the sha256 in its card (changed or swapped)"
+        return None, (f"{model_file(base).name} does not match the sha256 in its card "
+                      "(changed or swapped)")
     reason = version_mismatch(card.get("trained_with") or {})
     if reason is not None:
         return None, reason

@@ -1,6 +1,7 @@
-"""The models of one directory: named by callers (never a path), each loaded and checked once.
+"""The models of one directory: named by callers (never a path), each version loaded and
+checked once.
 
-A model is `<name>.joblib` beside its card `<name>.json`; card.py loads it and checks it
+catalog.py finds the models and their versions; card.py loads each version and checks it
 against its card. How checked rows become an answer is `Registry.answerer`: the model's own
 call here, which the production server replaces with its micro-batcher (server/batcher.py).
 """
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from modelfly.card import load_checked, read_card
+from modelfly.catalog import check_catalog
 from modelfly.errors import ModelNotFound, ModelRefused, describe
 from modelfly.features import Rows
 from modelfly.model import LoadedModel
@@ -23,7 +25,7 @@ Answerer = Callable[[LoadedModel, Rows], dict]
 
 
 class Registry:
-    """The models in one directory, each loaded at most once, safely under threads.
+    """The models in one directory, each version loaded at most once, safely under threads.
 
     >>> registry = Registry(Settings())
     >>> registry.get("iris").answer([[5.9, 3.0, 5.1, 1.8]])["predictions"]
@@ -32,54 +34,71 @@ class Registry:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.names = settings.model_names()
-        self.load_seconds: dict[str, float] = {}
-        self.refusals: dict[str, str] = {}
-        # Told of each load and refusal, e.g. by the server's metrics.
-        self.on_load: Callable[[str, float], None] | None = None
-        self.on_refusal: Callable[[str, str], None] | None = None
+        self.catalog = check_catalog(settings)
+        self.names = self.catalog.names
+        self.load_seconds: dict[tuple[str, str], float] = {}
+        self.refusals: dict[tuple[str, str], str] = {}
+        # Told of each load and refusal (name, version, seconds or reason), e.g. by metrics.
+        self.on_load: Callable[[str, str, float], None] | None = None
+        self.on_refusal: Callable[[str, str, str], None] | None = None
         self.answerer: Answerer = LoadedModel.answer
-        self._loaded: dict[str, LoadedModel] = {}
-        self._locks = {name: threading.Lock() for name in self.names}
+        self._loaded: dict[tuple[str, str], LoadedModel] = {}
+        self._locks = {(name, version): threading.Lock()
+                       for name, versions in self.catalog.files.items() for version in versions}
 
     def resolve(self, name: Any) -> str:
         """The model a caller means: the default for None, else a shipped model's name."""
         if name is None:
             return self.settings.default_model
-        if isinstance(name, str) and name in self._locks:
+        if isinstance(name, str) and name in self.catalog.files:
             return name
         raise ModelNotFound(
             f"unknown model {describe(name)}; available models: {', '.join(self.names)}"
         )
 
-    def card(self, name: str) -> dict:
-        return read_card(self.settings.models_dir, self.resolve(name))
+    def resolve_version(self, name: str, version: Any = None) -> str:
+        """The version a caller means: the model's default for None, else one it has."""
+        if version is None:
+            return self.catalog.defaults[name]
+        if isinstance(version, str) and version in self.catalog.files[name]:
+            return version
+        raise ModelNotFound(f"unknown version {describe(version)} of model {name!r}; its "
+                            f"versions: {', '.join(self.catalog.versions(name))}")
 
-    def get(self, name: str) -> LoadedModel:
+    def card(self, name: Any, version: Any = None) -> dict:
+        name = self.resolve(name)
+        return read_card(self.catalog.files[name][self.resolve_version(name, version)])
+
+    def get(self, name: Any, version: Any = None) -> LoadedModel:
         """The checked, loaded model; loads it on first use. Raises ModelRefused if it fails."""
         name = self.resolve(name)
-        loaded = self._loaded.get(name)
+        key = (name, self.resolve_version(name, version))
+        loaded = self._loaded.get(key)
         if loaded is not None:
             return loaded
-        with self._locks[name]:
-            if name not in self._loaded and name not in self.refusals:
-                started = time.perf_counter()
-                model, reason = load_checked(self.settings.models_dir, name)
-                if reason is None:
-                    self._loaded[name] = model
-                    self.load_seconds[name] = time.perf_counter() - started
-                    log.info("model %r loaded in %.3f s", name, self.load_seconds[name])
-                    if self.on_load:
-                        self.on_load(name, self.load_seconds[name])
-                else:
-                    self.refusals[name] = reason
-                    log.error("model %r is refused: %s", name, reason)
-                    if self.on_refusal:
-                        self.on_refusal(name, reason)
-            if name in self.refusals:
-                raise ModelRefused(f"model {name!r} is refused: {self.refusals[name]}")
-            return self._loaded[name]
+        with self._locks[key]:
+            if key not in self._loaded and key not in self.refusals:
+                self._load(*key)
+            if key in self.refusals:
+                raise ModelRefused(f"model {name!r} {key[1]} is refused: {self.refusals[key]}")
+            return self._loaded[key]
 
     def answer(self, model: LoadedModel, rows: Rows) -> dict:
         """The model's answer for rows checked by `features.to_rows`, through the answerer."""
         return self.answerer(model, rows)
+
+    def _load(self, name: str, version: str) -> None:
+        started = time.perf_counter()
+        model, reason = load_checked(self.catalog.files[name][version], name, version)
+        if reason is None:
+            self._loaded[name, version] = model
+            seconds = self.load_seconds[name, version] = time.perf_counter() - started
+            log.info("model %r %s loaded in %.3f s", name, version, seconds)
+            if self.on_load:
+                self.on_load(name, version, seconds)
+        else:
+            self.refusals[name, version] = reason
+            log.error("model %r %s is refused: %s", name, version, reason)
+            if self.on_refusal:
+                self.on_refusal(name, version, reason)
+

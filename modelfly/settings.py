@@ -42,18 +42,6 @@ class Settings:
                    max_text_chars=positive(env, "MODELFLY_MAX_TEXT_CHARS", cls.max_text_chars,
                                            int))
 
-    def model_names(self) -> list[str]:
-        """The models in models_dir (a card beside its .joblib); ConfigError if the default
-        model is not one of them."""
-        names = sorted(path.stem for path in self.models_dir.glob("*.json")
-                       if path.with_suffix(".joblib").is_file())
-        if self.default_model not in names:
-            raise ConfigError(
-                f"MODELFLY_DEFAULT_MODEL={self.default_model!r} is not a model in "
-                f"MODELFLY_MODELS_DIR; available: {', '.join(names) or 'none'}"
-            )
-        return names
-
 
 def positive(env: Mapping[str, str], name: str, default: float, kind: type,
              zero_ok: bool = False) -> float:

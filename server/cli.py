@@ -10,6 +10,7 @@ import shutil
 import sys
 import tempfile
 
+from modelfly.catalog import check_catalog
 from modelfly.settings import ROOT, ConfigError, Settings
 from server.settings import ServerSettings, check_bind
 
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         check_bind(args.bind)
         # Checked without importing scikit-learn: gunicorn imports it once, in its master.
-        Settings.from_env().model_names()
+        check_catalog(Settings.from_env())
         ServerSettings.from_env()
     except ConfigError as error:
         sys.exit(f"modelfly: configuration error: {error}")

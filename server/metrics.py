@@ -37,10 +37,12 @@ class Metrics:
         self.in_flight = Gauge("modelfly_http_requests_in_flight", "Requests being answered",
                                multiprocess_mode="livesum", registry=own)
         self.load_seconds = Gauge("modelfly_model_load_seconds",
-                                  "Seconds the last load and check of a model took", ["model"],
+                                  "Seconds the last load and check of a model took",
+                                  ["model", "version"],
                                   multiprocess_mode="max", registry=own)
         self.load_failures = Counter("modelfly_model_load_failures",
-                                     "Models refused by their checks", ["model"], registry=own)
+                                     "Models refused by their checks", ["model", "version"],
+                                     registry=own)
         self.batch_requests = Histogram("modelfly_batch_requests",
                                         "Requests answered by one model call (micro-batching)",
                                         buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=own)
@@ -57,11 +59,11 @@ class Metrics:
         series[0].inc()
         series[1].observe(seconds)
 
-    def model_loaded(self, name: str, seconds: float) -> None:
-        self.load_seconds.labels(name).set(seconds)
+    def model_loaded(self, name: str, version: str, seconds: float) -> None:
+        self.load_seconds.labels(name, version).set(seconds)
 
-    def model_refused(self, name: str, reason: str) -> None:
-        self.load_failures.labels(name).inc()
+    def model_refused(self, name: str, version: str, reason: str) -> None:
+        self.load_failures.labels(name, version).inc()
 
     def exposition(self) -> bytes:
         if self.multiprocess:

@@ -120,7 +120,7 @@ def added(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 
 def test_the_inferred_cards(added):
     models, _ = added
-    card = json.loads((models / "penguin-pipeline.json").read_text())
+    card = json.loads((models / "penguin-pipeline" / "2.1.0.json").read_text())
     # tried feature by feature: the imputed columns take null, the text column does not
     assert card["input"] == "dataframe" and card["missing_values"] is False
     assert [f.get("missing", False) for f in card["features"]] == [True] * 6 + [False]
@@ -135,18 +135,18 @@ def test_the_inferred_cards(added):
             "missing": True} in card["features"]
     assert card["classes"] == ["Adelie", "Chinstrap", "Gentoo"]
     assert card["metrics"]["accuracy"] > 0.9 and "f1_macro" in card["metrics"]
-    boosting = json.loads((models / "boosting.json").read_text())
+    boosting = json.loads((models / "boosting" / "2.1.0.json").read_text())
     assert boosting["input"] == "array" and boosting["missing_values"] is True
     assert [f["name"] for f in boosting["features"]] == ["x0", "x1", "x2"]
-    tree = json.loads((models / "tree.json").read_text())
+    tree = json.loads((models / "tree" / "2.1.0.json").read_text())
     # tried, not guessed: scikit-learn's trees split on missing values, a Ridge refuses them
     assert tree["missing_values"] is True and tree["classes"] == ["0", "1", "2"]
     assert tree["metrics"] == {}
-    ridge = json.loads((models / "ridge.json").read_text())
+    ridge = json.loads((models / "ridge" / "2.1.0.json").read_text())
     assert ridge["task"] == "regression" and set(ridge["metrics"]) == {"r2", "mae"}
     assert ridge["missing_values"] is False
     assert {"name": "note", "type": "text"} in card["features"]
-    texts = json.loads((models / "sentiment.json").read_text())
+    texts = json.loads((models / "sentiment" / "2.1.0.json").read_text())
     assert texts["input"] == "text" and texts["features"] == [{"name": "text", "type": "text"}]
     assert texts["missing_values"] is False and texts["metrics"]["accuracy"] == 1.0
     assert len(ridge["golden"]) == 3
@@ -246,7 +246,8 @@ def test_save_model_in_python_takes_an_example_and_the_overrides(tmp_path):
                    labels="answers")
     with pytest.raises(CannotInfer, match="pass example="):
         save_model(estimator, name="r3", version="1", out_dir=tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ridge.joblib", "ridge.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ridge"]
+    assert sorted(p.name for p in (tmp_path / "ridge").iterdir()) == ["1.joblib", "1.json"]
 
 
 def test_bad_input_to_add_writes_nothing(tmp_path):

@@ -84,8 +84,9 @@ def test_a_tampered_model_is_a_503_without_paths(tmp_path, models_copy):
     try:
         response = post(server.url + "/predict", json.dumps({"features": GOOD_ROW}))
         assert response.status_code == 503
-        assert response.json() == {"error": "model 'iris' is refused: iris.joblib does not match "
-                                            "the sha256 in its card (changed or swapped)"}
+        assert response.json() == {"error": "model 'iris' 1.0.0 is refused: iris.joblib does "
+                                            "not match the sha256 in its card (changed or "
+                                            "swapped)"}
         penguin = {"island": "Dream", "sex": "male", "bill_length_mm": 50.0,
                    "bill_depth_mm": 19.5, "flipper_length_mm": 196.0, "body_mass_g": 3900}
         response = post(server.url + "/predict",

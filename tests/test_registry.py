@@ -119,7 +119,7 @@ def test_a_refusal_is_remembered(models_copy, unpickle_calls):
     for _ in range(3):
         with pytest.raises(ModelRefused):
             models.get("iris")
-    assert list(models.refusals) == ["iris"] and unpickle_calls == []
+    assert list(models.refusals) == [("iris", "1.0.0")] and unpickle_calls == []
 
 
 def test_sixteen_threads_load_a_model_once(unpickle_calls):

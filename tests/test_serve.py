@@ -202,11 +202,12 @@ def test_ready_is_503_with_the_reason_when_the_default_model_is_refused(tmp_path
     try:
         ready = requests.get(server.url + "/ready", timeout=10)
         assert ready.status_code == 503
-        assert ready.json() == {"error": "not ready: model 'iris' is refused: iris.joblib does "
-                                         "not match the sha256 in its card (changed or swapped)"}
+        assert ready.json() == {"error": "not ready: model 'iris' 1.0.0 is refused: iris.joblib "
+                                         "does not match the sha256 in its card (changed or "
+                                         "swapped)"}
         assert requests.get(server.url + "/health", timeout=10).json() == {"status": "ok"}
         metrics = requests.get(server.url + "/metrics", timeout=10).text
-        assert 'modelfly_model_load_failures_total{model="iris"} 1.0' in metrics
+        assert 'modelfly_model_load_failures_total{model="iris",version="1.0.0"} 1.0' in metrics
         penguins = post(server.url + "/predict", json.dumps(
             {"model": "diabetes", "features": [0.0] * 10}))
         assert penguins.status_code == 200
@@ -243,7 +244,7 @@ def test_metrics_add_up_across_workers(prod):
                   status="200") == count + 60
     assert metric(text, "modelfly_http_request_duration_seconds_count", route="/predict") >= 60
     assert metric(text, "modelfly_http_requests_in_flight") == 1.0  # this scrape
-    assert 0 < metric(text, "modelfly_model_load_seconds", model="iris") < 10
+    assert 0 < metric(text, "modelfly_model_load_seconds", model="iris", version="1.0.0") < 10
     assert "# TYPE modelfly_http_request_duration_seconds histogram" in text
 
 
