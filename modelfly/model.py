@@ -25,8 +25,10 @@ class LoadedModel:
         # For these, scikit-learn's predict is the class of highest probability, so one
         # predict_proba call gives both answers (the golden check confirms it on each load).
         self.label_is_argmax = type(final).__name__ in ARGMAX_CLASSIFIERS
-        # Kept only once it has matched scikit-learn's own answers (card.fast_path_mismatch).
-        self.fast = fast_path(estimator) if final is estimator else None
+        # Kept only once it has matched scikit-learn's own answers (card.fast_path_mismatch);
+        # the paths take float arrays, not the DataFrame of a model fitted on one.
+        plain = final is estimator and card.get("input", "array") == "array"
+        self.fast = fast_path(estimator) if plain else None
 
     def answer(self, rows: Rows) -> dict:
         """Predict for rows already checked by `features.to_rows`; plain Python types only."""

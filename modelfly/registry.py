@@ -10,10 +10,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from modelfly.card import load_checked, read_card
-from modelfly.catalog import check_catalog
+from modelfly.catalog import card_file, check_catalog, model_file
 from modelfly.errors import ModelNotFound, ModelRefused, describe
 from modelfly.features import Rows
 from modelfly.model import LoadedModel
@@ -43,6 +44,7 @@ class Registry:
         self.on_refusal: Callable[[str, str, str], None] | None = None
         self.answerer: Answerer = LoadedModel.answer
         self._loaded: dict[tuple[str, str], LoadedModel] = {}
+        self._signatures: dict[tuple[str, str], tuple] = {}
         self._locks = {(name, version): threading.Lock()
                        for name, versions in self.catalog.files.items() for version in versions}
 
@@ -83,13 +85,36 @@ class Registry:
                 raise ModelRefused(f"model {name!r} {key[1]} is refused: {self.refusals[key]}")
             return self._loaded[key]
 
+    def refresh(self) -> None:
+        """Read the models directory again: added models and versions are served, removed
+        ones are gone, a changed default takes effect; a version whose files are unchanged
+        stays loaded. ConfigError (nothing changed) if the directory is now unusable."""
+        catalog = check_catalog(self.settings)
+
+        def unchanged(key: tuple[str, str]) -> bool:
+            base = catalog.files.get(key[0], {}).get(key[1])
+            return (base == self.catalog.files[key[0]][key[1]]
+                    and self._signatures.get(key) == _signature(base))
+
+        # loaded and refused versions alike: the same files give the same outcome
+        self._loaded = {key: model for key, model in self._loaded.items() if unchanged(key)}
+        self.refusals = {key: why for key, why in self.refusals.items() if unchanged(key)}
+        self.catalog, self.names = catalog, catalog.names
+        self._locks = {(name, version): self._locks.get((name, version), threading.Lock())
+                       for name, versions in catalog.files.items() for version in versions}
+        log.info("models directory read again: %s", ", ".join(
+            f"{name} {' '.join(catalog.versions(name))}" for name in catalog.names))
+
     def answer(self, model: LoadedModel, rows: Rows) -> dict:
         """The model's answer for rows checked by `features.to_rows`, through the answerer."""
         return self.answerer(model, rows)
 
     def _load(self, name: str, version: str) -> None:
         started = time.perf_counter()
-        model, reason = load_checked(self.catalog.files[name][version], name, version)
+        base = self.catalog.files[name][version]
+        signature = _signature(base)
+        model, reason = load_checked(base, name, version)
+        self._signatures[name, version] = signature
         if reason is None:
             self._loaded[name, version] = model
             seconds = self.load_seconds[name, version] = time.perf_counter() - started
@@ -102,3 +127,8 @@ class Registry:
             if self.on_refusal:
                 self.on_refusal(name, version, reason)
 
+
+def _signature(base: Path) -> tuple:
+    """What tells that a version's files changed: their sizes and modification times."""
+    stats = [path.stat() for path in (card_file(base), model_file(base))]
+    return tuple((stat.st_size, stat.st_mtime_ns) for stat in stats)

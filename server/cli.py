@@ -2,6 +2,7 @@
 
 gunicorn runs in the same process (same PID, so signals reach it): several worker processes
 share the preloaded model, and the default model is loaded and checked before the port opens.
+`kill -HUP` replaces the workers with new ones that read the models directory again.
 """
 
 import argparse

@@ -28,6 +28,26 @@ def when_ready(server):
     gc.freeze()
 
 
+def post_worker_init(worker):
+    # Every new worker reads the models directory as it is now and checks its default model
+    # before it takes a request: `kill -HUP` replaces the workers one set for another, so the
+    # directory's changes are served without a restart (README, "Reload without a restart").
+    import logging
+
+    import predict
+    from modelfly.errors import ModelflyError
+    from modelfly.settings import ConfigError
+
+    models = predict.registry()
+    try:
+        models.refresh()
+        models.get(None)
+    except ConfigError as error:
+        logging.getLogger("modelfly").error("models directory not read again: %s", error)
+    except ModelflyError:
+        pass  # refused: logged by the registry, answered by /ready
+
+
 def child_exit(server, worker):
     # A dead worker's live gauges must not count any more.
     from prometheus_client import multiprocess

@@ -139,3 +139,22 @@ def test_the_production_server_serves_versions_side_by_side(versioned, tmp_path)
         assert done.returncode == 0 and json.loads(done.stdout)["version"] == "1.0.0"
     finally:
         server.stop()
+
+
+def test_refresh_serves_the_directory_as_it_is_and_keeps_what_did_not_change(versioned):
+    models_dir, _ = versioned
+    registry = Registry(Settings(models_dir=models_dir))
+    kept = registry.get("iris", "1.9.0")
+    newest = add_iris(models_dir, "1.11.0", 1.0)
+    for suffix in (".json", ".joblib"):
+        (models_dir / "iris" / f"1.10.0{suffix}").unlink()
+    registry.refresh()
+    assert registry.get("iris", "1.9.0") is kept  # not loaded again
+    assert registry.get("iris").card["version"] == "1.11.0"
+    assert registry.get("iris").answer([ROW])["predictions"] == newest.predict([ROW]).tolist()
+    with pytest.raises(ModelNotFound, match="its versions: 1.0.0, 1.9.0, 1.11.0"):
+        registry.get("iris", "1.10.0")
+    (models_dir / "iris" / "default_version").write_text("7")
+    with pytest.raises(ConfigError):
+        registry.refresh()
+    assert registry.get("iris").card["version"] == "1.11.0"  # an unusable directory changes nothing
