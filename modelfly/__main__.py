@@ -101,7 +101,7 @@ def summary(card: dict) -> str:
                      f"{values[:60] + ('...' if len(values) > 60 else '')}".rstrip())
     body = json.dumps({"model": card["name"], "version": card["version"],
                        "features": card["golden"][0]["features"]})
-    lines += ["", "call it (the server sees a new model when restarted):",
+    lines += ["", "call it (a running server serves it after kill -HUP of python serve.py):",
               f"curl -s -X POST 127.0.0.1:8000/predict -H 'Content-Type: application/json' "
               f"-d '{body}'"]
     return "\n".join(lines)
