@@ -24,7 +24,7 @@ run: $(VENV)/.runtime
 
 test: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
-	PYTHONPATH=tests $(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 train: $(VENV)/.dev

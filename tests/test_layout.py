@@ -49,7 +49,9 @@ def test_the_import_contracts_break_when_the_layout_does(tmp_path):
     for name in ("predict.py", "pyproject.toml"):
         shutil.copy(ROOT / name, tmp_path / name)
     lint = [str(Path(sys.executable).parent / "lint-imports"), "--no-cache"]
-    env = {"PYTHONPATH": str(ROOT / "tests"), "PATH": "/usr/bin:/bin"}
+    shutil.copytree(ROOT / "tests", tmp_path / "tests",
+                    ignore=shutil.ignore_patterns("__pycache__", "test_*"))
+    env = {"PATH": "/usr/bin:/bin"}
 
     def run() -> subprocess.CompletedProcess:
         return subprocess.run(lint, cwd=tmp_path, env=env, capture_output=True, text=True,
