@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from modelfly.catalog import is_safe_name
+from modelfly.catalog import SAFE_NAME_RULE, is_safe_name
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -43,8 +43,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for option in ("name", "version"):
         value = getattr(args, option)
         if not is_safe_name(value):
-            parser.error(f"--{option} {value!r} must be letters, digits, '.', '_' or '-', "
-                         "starting with a letter or digit, without '..'")
+            parser.error(f"--{option} {value!r} {SAFE_NAME_RULE}")
     return args
 
 

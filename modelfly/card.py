@@ -26,7 +26,7 @@ import joblib
 import numpy
 import sklearn
 
-from modelfly.catalog import card_file, is_safe_name, model_file
+from modelfly.catalog import SAFE_NAME_RULE, card_file, is_safe_name, model_file
 from modelfly.errors import ModelRefused
 from modelfly.features import to_rows
 from modelfly.inference import CannotInfer, infer_card
@@ -117,8 +117,7 @@ def save_model(
     ]
     for part, label in ((name, "name"), (version, "version")):
         if not is_safe_name(part):
-            raise CannotInfer(f"the {label} {part!r} must be letters, digits, '.', '_' or '-', "
-                              "starting with a letter or digit, without '..'")
+            raise CannotInfer(f"the {label} {part!r} {SAFE_NAME_RULE}")
     target = out_dir / (name if flat else f"{name}/{version}")
     new_folder = not target.parent.exists()
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,10 @@ def is_safe_name(text: str) -> bool:
     return bool(SAFE_NAME.fullmatch(text)) and ".." not in text
 
 
+SAFE_NAME_RULE = ("must be letters, digits, '.', '_' or '-', starting with a letter or digit, "
+                  "without '..'")
+
+
 def version_order(version: str) -> tuple:
     """Sort key: semantic (PEP 440) order, versions that are not such after all others."""
     try:
