@@ -12,6 +12,8 @@ from server.firefly_app import build_firefly_app
 from server.guard import Guard
 from server.logs import AccessLog, setup_logging
 from server.metrics import Metrics
+from server.openapi import document
+from server.pages import Pages
 from server.settings import ServerSettings
 
 log = logging.getLogger("modelfly")
@@ -54,4 +56,6 @@ def _create_app() -> Guard:
     log.info("auth is %s", "on" if settings.token else
              "OFF: anyone who can reach this port can call the model; set MODELFLY_TOKEN")
     log.info("default model %s", "ready" if ok else f"NOT ready: {details}")
-    return Guard(firefly_app, functions, settings, ready, metrics, AccessLog(sys.stderr))
+    pages = Pages(lambda: models.names, models.settings.max_rows, settings.token is not None)
+    return Guard(firefly_app, functions, settings, ready, metrics, AccessLog(sys.stderr),
+                 pages, lambda: document(models, settings))

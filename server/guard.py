@@ -4,6 +4,8 @@ Auth that is never silently off (constant-time compare, `Token` and `Bearer`), P
 function paths with a JSON content type, a body limit enforced before reading, deep JSON and
 every other failure answered as JSON `{"error": ...}`, a JSON 404 that does not echo the path,
 GET /health, /ready and /metrics, CORS, request ids and one JSON access-log line per request.
+In front of the functions: the pages (pages.py), which need no token, and /openapi.json,
+which does.
 """
 
 import hmac
@@ -19,6 +21,7 @@ from typing import Any
 
 from modelfly.errors import JSON_CONTENT_TYPE
 from server.metrics import Metrics
+from server.pages import Pages
 from server.settings import ServerSettings
 
 log = logging.getLogger("modelfly")
@@ -27,6 +30,8 @@ Answer = tuple[int, list[tuple[str, str]], bytes]
 JSON = ("Content-Type", JSON_CONTENT_TYPE)
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 PROBES = ("/health", "/ready")
+# On every answer: a browser must take each one as the type it is sent as.
+NOSNIFF = ("X-Content-Type-Options", "nosniff")
 STATUS_LINES = {status.value: f"{status.value} {status.phrase}" for status in HTTPStatus}
 # Methods counted by name in the metrics; any other is counted as "other", so a client cannot
 # add series at will.
@@ -72,21 +77,24 @@ class Guard:
     """Wraps the Firefly `app` serving `functions` ({path: name}).
 
     ready() says whether the default model is loaded and checked: (True, details) or
-    (False, reason); access_log(fields) writes the line of each request.
+    (False, reason); api_document() is the OpenAPI document; access_log(fields) writes the
+    line of each request.
     """
 
     def __init__(self, app: Callable, functions: dict[str, str], settings: ServerSettings,
                  ready: Callable[[], tuple[bool, Any]], metrics: Metrics,
-                 access_log: Callable[[dict], None]) -> None:
+                 access_log: Callable[[dict], None], pages: Pages,
+                 api_document: Callable[[], dict]) -> None:
         self.app, self.functions, self.settings = app, functions, settings
         self.ready, self.metrics, self.access_log = ready, metrics, access_log
+        self.pages, self.api_document = pages, api_document
         self.token = settings.token.encode() if settings.token else None
-        self.known = {*functions, "/", "/metrics", *PROBES}
+        self.known = {*functions, "/", "/metrics", "/openapi.json", *PROBES}
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         started = time.perf_counter()
         path, method = environ.get("PATH_INFO") or "/", environ["REQUEST_METHOD"]
-        route = path if path in self.known else "other"
+        route = path if path in self.known else (Pages.route(path) or "other")
         given_id = environ.get("HTTP_X_REQUEST_ID", "")
         # 128 random bits, as uuid4 has, without its read of os.urandom per request (random
         # is reseeded in each forked worker)
@@ -100,7 +108,7 @@ class Guard:
             status, headers, body = error(500, f"internal error; request id {request_id}")
         finally:
             self.metrics.in_flight.dec()
-        headers = [*headers, ("X-Request-ID", request_id), *self._cors(environ)]
+        headers = [*headers, ("X-Request-ID", request_id), NOSNIFF, *self._cors(environ)]
         start_response(STATUS_LINES.get(status) or f"{status} Unknown",
                        [*headers, ("Content-Length", str(len(body)))])
         seconds = time.perf_counter() - started
@@ -119,6 +127,12 @@ class Guard:
                 return json_answer(200, {"status": "ok"})
             ok, details = self.ready()
             return json_answer(200, details) if ok else error(503, f"not ready: {details}")
+        if path not in self.functions and method in ("GET", "HEAD"):
+            page = self.pages.answer(path, environ)
+            if page is not None:
+                return page
+        elif Pages.route(path):
+            return error(405, f"{path[:40]} takes GET, received {method[:10]}", ("Allow", "GET"))
         if path not in self.known:
             return error(404, "no such path; the functions are listed at GET /")
         if path in self.functions and method != "POST":
@@ -131,10 +145,12 @@ class Guard:
             return refusal
         if path == "/metrics":
             return 200, [("Content-Type", self.metrics.content_type)], self.metrics.exposition()
+        if path == "/openapi.json":
+            return json_answer(200, self.api_document())
         if path == "/":
             # The function names and paths firefly.Client needs; no docstrings, no defaults.
             return json_answer(200, {"app": "modelfly", "functions": {
-                name: {"path": p} for p, name in self.functions.items()}})
+                name: {"path": p} for p, name in self.functions.items()}}, ("Vary", "Accept"))
         return self._call_function(environ)
 
     def _check_token(self, environ: dict) -> Answer | None:

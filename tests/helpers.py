@@ -3,6 +3,7 @@
 import http.server
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -10,10 +11,19 @@ import threading
 import time
 from pathlib import Path
 
+import numpy
+import pandas
 import requests
+from sklearn.compose import ColumnTransformer
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder
 
 from bench.servers import children_of as children
 from bench.servers import free_port
+from modelfly.card import save_model
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -251,3 +261,30 @@ def parse_raw(answer: bytes) -> tuple[int, dict, bytes]:
     lines = head.decode("latin-1").split("\r\n")
     headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
     return int(lines[0].split()[1]), {k.lower(): v for k, v in headers.items()}, body
+
+
+XSS = '<img src=x onerror="document.body.dataset.pwned=1">'  # a category, shown as text
+XSS_CLASS = '<svg onload="document.body.dataset.pwned=2">'  # a class label, likewise
+
+
+def showcase_models(target: Path) -> Path:
+    """A models directory of the shipped models, a text model in two versions (reviews 1.0.0
+    and 2.0.0, texts alone) and one whose category and class are markup (xss)."""
+    shutil.copytree(ROOT / "models", target)
+    good = ["great film", "loved it", "wonderful acting", "a joy to watch"]
+    bad = ["awful film", "hated it", "terrible acting", "a bore to watch"]
+    texts, labels = good * 3 + bad * 3, ["positive"] * 12 + ["negative"] * 12
+    for version, c in (("1.0.0", 1.0), ("2.0.0", 10.0)):
+        model = make_pipeline(TfidfVectorizer(), LogisticRegression(C=c)).fit(texts, labels)
+        save_model(model, name="reviews", version=version, out_dir=target,
+                   example=pandas.DataFrame({"review": texts}), labels=labels,
+                   texts_alone=True)
+    frame = pandas.DataFrame({"colour": [XSS, "plain"] * 10,
+                              "size": [float(i) if i % 4 else numpy.nan for i in range(20)]})
+    answers = [XSS_CLASS if colour == XSS else "ok" for colour in frame["colour"]]
+    model = make_pipeline(ColumnTransformer([
+        ("colour", OneHotEncoder(handle_unknown="ignore"), ["colour"]),
+        ("size", SimpleImputer(), ["size"])]), LogisticRegression()).fit(frame, answers)
+    save_model(model, name="xss", version="1.0.0", out_dir=target, example=frame,
+               labels=answers)
+    return target
