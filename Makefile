@@ -2,7 +2,8 @@
 # make test  - install the dev requirements into .venv, run lint (ruff, the import contracts of
 #              pyproject.toml) and the whole test suite
 # PYTHON and VENV choose the interpreter and the virtualenv (e.g. PYTHON=python3.13 VENV=.venv-3.13);
-# PYTEST_ARGS is passed to pytest (e.g. PYTEST_ARGS='-m "not load"' skips the load tests).
+# PYTEST_ARGS is passed to pytest (e.g. PYTEST_ARGS='-m "not load and not browser"' skips the load
+#              and the browser tests).
 PYTHON ?= python3
 VENV ?= .venv
 BIND ?= 127.0.0.1:5000

@@ -29,7 +29,7 @@ def document(models: Registry, settings: ServerSettings) -> dict:
     """The OpenAPI document for the models in `models`, as served with `settings`."""
     schemas: dict[str, Any] = {"error": {
         "type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}}
-    requests, answers = [], []
+    requests, answers, examples = [], [], {}
     for name in models.names:
         for version in models.catalog.versions(name):
             card = models.card(name, version)
@@ -38,6 +38,10 @@ def document(models: Registry, settings: ServerSettings) -> dict:
             schemas[f"{key}.answer"] = answer_schema(card)
             requests.append({"$ref": f"#/components/schemas/{key}.request"})
             answers.append({"$ref": f"#/components/schemas/{key}.answer"})
+            if card.get("golden"):  # the card's own example: the docs offer it to try
+                examples[key] = {"summary": f"{name} {version}", "value": {
+                    "features": card["golden"][0]["features"], "model": name,
+                    "version": version}}
     protected = {**AUTH_ERRORS} if settings.token else {}
     names = [*models.names, None]
     doc: dict[str, Any] = {
@@ -50,7 +54,7 @@ def document(models: Registry, settings: ServerSettings) -> dict:
                 "Predict with a model (the default one if `model` is omitted)",
                 {"anyOf": requests}, {"anyOf": answers}, protected,
                 {"404": "unknown model or version",
-                 "503": "the model failed its checks and is not served"})},
+                 "503": "the model failed its checks and is not served"}, examples)},
             "/info": {"post": _function(
                 "Describe a model: features, classes, data, metrics, versions, an example",
                 {"type": "object", "properties": {
@@ -120,10 +124,10 @@ def _request(card: dict, models: Registry, name: str, version: str) -> dict:
 
 
 def _function(summary: str, body: dict, answer: dict, protected: dict,
-              errors: dict[str, str]) -> dict:
+              errors: dict[str, str], examples: dict | None = None) -> dict:
+    content = {"schema": body, **({"examples": examples} if examples else {})}
     return {"summary": summary,
-            "requestBody": {"required": True,
-                            "content": {"application/json": {"schema": body}}},
+            "requestBody": {"required": True, "content": {"application/json": content}},
             "responses": {"200": {"description": "the answer", "content": {
                 "application/json": {"schema": answer}}},
                 **_errors({**CALL_ERRORS, **protected, **errors})}}

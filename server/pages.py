@@ -73,7 +73,9 @@ class Pages:
     @staticmethod
     def route(path: str) -> str | None:
         """The metrics' route label of a page path: a few fixed ones, whatever the path."""
-        for prefix in ("/ui/", "/static/", "/docs"):
+        if path == "/docs":
+            return path
+        for prefix in ("/ui/", "/static/", "/docs/"):
             if path.startswith(prefix):
                 return prefix.rstrip("/")
         return None

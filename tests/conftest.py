@@ -5,7 +5,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, Server, start_firefly
+from helpers import ROOT, Server, showcase_models, start_firefly
 
 
 @pytest.fixture(scope="module")
@@ -22,3 +22,9 @@ def models_copy(tmp_path: Path) -> Path:
     target = tmp_path / "models"
     shutil.copytree(ROOT / "models", target)
     return target
+
+
+@pytest.fixture(scope="module")
+def showcase(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped models, a text model in two versions and one whose card holds markup."""
+    return showcase_models(tmp_path_factory.mktemp("showcase") / "models")

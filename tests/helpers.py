@@ -211,6 +211,12 @@ def start_serve(tmp_path: Path, env: dict | None = None) -> Server:
     return Server(argv, port, tmp_path / f"serve-{port}.log", env)
 
 
+def serve_models(tmp_path: Path, models: Path, **env: str) -> Server:
+    """The production server, one worker, on the models directory `models`."""
+    return start_serve(tmp_path, env={"MODELFLY_MODELS_DIR": str(models),
+                                      "WEB_CONCURRENCY": "1", **env})
+
+
 def workers(server: Server, count: int = 2, timeout: float = 30) -> list[int]:
     """gunicorn's worker PIDs, once `count` of them run."""
     deadline = time.monotonic() + timeout

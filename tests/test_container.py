@@ -108,6 +108,9 @@ def test_the_image_serves_checks_and_stops(image):
         assert json.loads(curl.stdout) == predict(GOOD_ROW)
         with pytest.raises(Unauthorized):
             ModelClient(url, token="wrong").predict(GOOD_ROW)
+        for path in ("/ui/iris", "/docs", "/static/ui.js", "/docs/swagger-ui-bundle.js"):
+            page = requests.get(url + path, headers={"Accept": "text/html"}, timeout=10)
+            assert page.status_code == 200 and page.content, path  # the image has the pages
 
         pid = docker("inspect", "--format", "{{.State.Pid}}", container)
         uid_line = next(line for line in open(f"/proc/{pid}/status")

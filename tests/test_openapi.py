@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from helpers import BAD_REQUESTS, BIN, Server, showcase_models, start_serve
+from helpers import BAD_REQUESTS, BIN, Server, serve_models
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 from referencing import Registry, Resource
@@ -26,15 +26,9 @@ CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,"
           "missing_required_header,unsupported_method,allow_header_conformance")
 
 
-@pytest.fixture(scope="module")
-def showcase(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return showcase_models(tmp_path_factory.mktemp("showcase") / "models")
-
-
 def serve(tmp_path_factory: pytest.TempPathFactory, showcase: Path, **env: str) -> Server:
-    return start_serve(tmp_path_factory.mktemp("serve"), env={
-        "MODELFLY_MODELS_DIR": str(showcase), "MODELFLY_MAX_TEXT_CHARS": str(MAX_TEXT_CHARS),
-        "WEB_CONCURRENCY": "1", **env})
+    return serve_models(tmp_path_factory.mktemp("serve"), showcase,
+                        MODELFLY_MAX_TEXT_CHARS=str(MAX_TEXT_CHARS), **env)
 
 
 @pytest.fixture(scope="module")
