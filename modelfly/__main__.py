@@ -1,6 +1,7 @@
-"""modelfly's command line: `python -m modelfly add MODEL_FILE --name N --version V --example F`.
+"""modelfly's command line: `python -m modelfly add MODEL_FILE --name N --version V --example F`
+and `python -m modelfly worker [--processes N]` (modelfly/worker.py, the jobs' worker).
 
-Adds a model the user made (a joblib file) to the models directory, with a card inferred from
+`add` adds a model the user made (a joblib file) to the models directory, with a card inferred from
 the estimator and the example (a CSV file with a header, or JSON lines of records), after
 loading it back through the server's checks. Exit codes: 0 added, 2 nothing written (the
 message says why and what to pass).
@@ -39,12 +40,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add.add_argument("--models-dir", type=Path,
                      default=Path(os.environ.get("MODELFLY_MODELS_DIR") or DEFAULT_MODELS_DIR),
                      help="where to write (env MODELFLY_MODELS_DIR; default models/)")
+    worker = commands.add_parser(
+        "worker", help="run the jobs of the queue (MODELFLY_QUEUE_URL, else SQLite)",
+        description="Run the queued jobs: huey's consumer with N worker processes.")
+    worker.add_argument("--processes", type=positive_int, default=1,
+                        help="worker processes (default 1)")
     args = parser.parse_args(argv)
+    if args.command == "worker":
+        return args
     for option in ("name", "version"):
         value = getattr(args, option)
         if not is_safe_name(value):
             parser.error(f"--{option} {value!r} {SAFE_NAME_RULE}")
     return args
+
+
+def positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 1 or more")
+    return int(text)
 
 
 def read_example(path: Path) -> Any:
@@ -108,6 +122,10 @@ def summary(card: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.command == "worker":
+        from modelfly.worker import run
+
+        return run(args.processes)
     from modelfly.errors import ModelflyError
     from modelfly.inference import CannotInfer
 

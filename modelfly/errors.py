@@ -39,6 +39,18 @@ class ModelNotFound(ModelflyError):
     status, reason = 404, "Not Found"
 
 
+class JobNotFound(ModelflyError):
+    """No job has this id (it never existed, was malformed, or has expired)."""
+
+    status, reason = 404, "Not Found"
+
+
+class JobNotFinished(ModelflyError):
+    """The job's answers were asked for before it succeeded."""
+
+    status, reason = 409, "Conflict"
+
+
 class TooManyRows(ModelflyError):
     """The request holds more rows than one request may carry."""
 

@@ -7,6 +7,18 @@
 | MODELFLY_MAX_ROWS       | `10000`                       | most rows one request may carry      |
 | MODELFLY_MAX_TEXT_CHARS | `10000`                       | longest value of a `text` feature    |
 
+Jobs (modelfly/jobs.py), read by the server and by `python -m modelfly worker`:
+
+| variable                    | default              | meaning                                  |
+|-----------------------------|----------------------|------------------------------------------|
+| MODELFLY_DATA_DIR           | `data/` of this checkout | where the SQLite queue lives (created) |
+| MODELFLY_QUEUE_URL          | none: SQLite         | `redis://host:port/db`: the queue on Redis |
+| MODELFLY_JOB_MAX_ROWS       | `1000000`            | most rows one job may carry              |
+| MODELFLY_JOB_MAX_BODY_BYTES | `268435456`          | the largest job body (256 MiB)           |
+| MODELFLY_JOB_TTL            | `86400`              | seconds a job and its answers are kept   |
+| MODELFLY_JOB_CHUNK_ROWS     | `10000`              | rows predicted between progress writes   |
+| MODELFLY_JOB_STALE_SECONDS  | `60`                 | a silent running job goes back on the queue |
+
 The production server's own settings are in server/settings.py.
 """
 
@@ -41,6 +53,33 @@ class Settings:
                    max_rows=positive(env, "MODELFLY_MAX_ROWS", cls.max_rows, int),
                    max_text_chars=positive(env, "MODELFLY_MAX_TEXT_CHARS", cls.max_text_chars,
                                            int))
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    data_dir: Path = ROOT / "data"
+    queue_url: str | None = None
+    max_rows: int = 1_000_000
+    max_body_bytes: int = 256 << 20
+    ttl: int = 86_400
+    chunk_rows: int = 10_000
+    stale_seconds: float = 60.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> "JobSettings":
+        """Read the job variables; raise ConfigError naming any bad one."""
+        url = env.get("MODELFLY_QUEUE_URL") or None
+        if url and not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(f"MODELFLY_QUEUE_URL={url!r} must be redis://host:port/db "
+                              "(or rediss://, unix://)")
+        return cls(data_dir=Path(env.get("MODELFLY_DATA_DIR") or cls.data_dir), queue_url=url,
+                   max_rows=positive(env, "MODELFLY_JOB_MAX_ROWS", cls.max_rows, int),
+                   max_body_bytes=positive(env, "MODELFLY_JOB_MAX_BODY_BYTES",
+                                           cls.max_body_bytes, int),
+                   ttl=positive(env, "MODELFLY_JOB_TTL", cls.ttl, int),
+                   chunk_rows=positive(env, "MODELFLY_JOB_CHUNK_ROWS", cls.chunk_rows, int),
+                   stale_seconds=positive(env, "MODELFLY_JOB_STALE_SECONDS", cls.stale_seconds,
+                                          float))
 
 
 def positive(env: Mapping[str, str], name: str, default: float, kind: type,

@@ -7,9 +7,11 @@ import sys
 
 import predict
 from modelfly.errors import ModelflyError
+from modelfly.jobs import Jobs
 from server.batcher import Batching
 from server.firefly_app import build_firefly_app
 from server.guard import Guard
+from server.jobs import JobRoutes
 from server.logs import AccessLog, setup_logging
 from server.metrics import Metrics
 from server.openapi import document
@@ -57,5 +59,6 @@ def _create_app() -> Guard:
              "OFF: anyone who can reach this port can call the model; set MODELFLY_TOKEN")
     log.info("default model %s", "ready" if ok else f"NOT ready: {details}")
     pages = Pages(lambda: models.names, models.settings.max_rows, settings.token is not None)
+    jobs = JobRoutes(lambda: Jobs(settings.jobs, models))
     return Guard(firefly_app, functions, settings, ready, metrics, AccessLog(sys.stderr),
-                 pages, lambda: document(models, settings))
+                 pages, lambda: document(models, settings), jobs)

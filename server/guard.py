@@ -10,7 +10,6 @@ which does.
 
 import hmac
 import io
-import json
 import logging
 import random
 import re
@@ -19,15 +18,15 @@ from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
 
-from modelfly.errors import JSON_CONTENT_TYPE
+from server.answers import Answer, error, json_answer
+from server.jobs import JobRoutes
+from server.jobs import route as job_route
 from server.metrics import Metrics
 from server.pages import Pages
 from server.settings import ServerSettings
 
 log = logging.getLogger("modelfly")
 
-Answer = tuple[int, list[tuple[str, str]], bytes]
-JSON = ("Content-Type", JSON_CONTENT_TYPE)
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 PROBES = ("/health", "/ready")
 # On every answer: a browser must take each one as the type it is sent as.
@@ -50,27 +49,17 @@ class BodyCutShort(Exception):
 
 
 def call_wsgi(app: Callable, environ: dict) -> Answer:
-    """A WSGI app's whole answer to `environ`: status code, headers and body."""
+    """A WSGI app's answer to `environ`: status code, headers and body (bytes; or, when the
+    app streams, not a list, its iterable as it is)."""
     answer: dict = {}
 
     def start_response(status: str, headers: list, exc_info: Any = None) -> None:
         answer["status"], answer["headers"] = int(status[:3]), headers
 
     chunks = app(environ, start_response)
-    try:
-        body = b"".join(chunks)
-    finally:
-        if hasattr(chunks, "close"):
-            chunks.close()
-    return answer["status"], answer["headers"], body
-
-
-def json_answer(status: int, payload: Any, *headers: tuple[str, str]) -> Answer:
-    return status, [JSON, *headers], json.dumps(payload).encode()
-
-
-def error(status: int, message: str, *headers: tuple[str, str]) -> Answer:
-    return json_answer(status, {"error": message}, *headers)
+    if not isinstance(chunks, list):  # a streamed answer: read by whoever sends it
+        return answer["status"], answer["headers"], chunks
+    return answer["status"], answer["headers"], b"".join(chunks)
 
 
 class Guard:
@@ -84,17 +73,18 @@ class Guard:
     def __init__(self, app: Callable, functions: dict[str, str], settings: ServerSettings,
                  ready: Callable[[], tuple[bool, Any]], metrics: Metrics,
                  access_log: Callable[[dict], None], pages: Pages,
-                 api_document: Callable[[], dict]) -> None:
+                 api_document: Callable[[], dict], job_routes: JobRoutes) -> None:
         self.app, self.functions, self.settings = app, functions, settings
         self.ready, self.metrics, self.access_log = ready, metrics, access_log
-        self.pages, self.api_document = pages, api_document
+        self.pages, self.api_document, self.job_routes = pages, api_document, job_routes
         self.token = settings.token.encode() if settings.token else None
         self.known = {*functions, "/", "/metrics", "/openapi.json", *PROBES}
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         started = time.perf_counter()
         path, method = environ.get("PATH_INFO") or "/", environ["REQUEST_METHOD"]
-        route = path if path in self.known else (Pages.route(path) or "other")
+        route = path if path in self.known else (
+            Pages.route(path) or job_route(path) or "other")
         given_id = environ.get("HTTP_X_REQUEST_ID", "")
         # 128 random bits, as uuid4 has, without its read of os.urandom per request (random
         # is reseeded in each forked worker)
@@ -109,15 +99,17 @@ class Guard:
         finally:
             self.metrics.in_flight.dec()
         headers = [*headers, ("X-Request-ID", request_id), NOSNIFF, *self._cors(environ)]
-        start_response(STATUS_LINES.get(status) or f"{status} Unknown",
-                       [*headers, ("Content-Length", str(len(body)))])
+        streamed = not isinstance(body, bytes)  # a job's answers, written as they are read
+        if not streamed:
+            headers.append(("Content-Length", str(len(body))))
+        start_response(STATUS_LINES.get(status) or f"{status} Unknown", headers)
         seconds = time.perf_counter() - started
         self.metrics.observe_request(route, method if method in METHODS else "other", status,
                                      seconds)
         self.access_log({"request_id": request_id, "method": method, "route": route,
                          "status": status, "latency_ms": round(seconds * 1000, 3),
-                         "bytes": len(body)})
-        return [body]
+                         "bytes": None if streamed else len(body)})
+        return body if streamed else [body]
 
     def _answer(self, environ: dict, path: str, method: str) -> Answer:
         if method == "OPTIONS" and (path in self.functions or path in PROBES):
@@ -133,6 +125,8 @@ class Guard:
                 return page
         elif Pages.route(path):
             return error(405, f"{path[:40]} takes GET, received {method[:10]}", ("Allow", "GET"))
+        if job_route(path):
+            return self._job(environ, path, method)
         if path not in self.known:
             return error(404, "no such path; the functions are listed at GET /")
         if path in self.functions and method != "POST":
@@ -153,6 +147,18 @@ class Guard:
                 name: {"path": p} for p, name in self.functions.items()}}, ("Vary", "Accept"))
         return self._call_function(environ)
 
+    def _job(self, environ: dict, path: str, method: str) -> Answer:
+        refusal = self._check_token(environ)
+        if refusal:
+            return refusal
+        body = b""
+        if path == "/jobs" and method == "POST":
+            body = self._read_body(environ, self.settings.jobs.max_body_bytes,
+                                   "MODELFLY_JOB_MAX_BODY_BYTES")
+            if isinstance(body, tuple):
+                return body
+        return self.job_routes.answer(environ, path, method, body)
+
     def _check_token(self, environ: dict) -> Answer | None:
         if self.token is None:
             return None
@@ -169,7 +175,7 @@ class Guard:
         if content_type != "application/json":
             return error(415, f"send JSON with 'Content-Type: application/json'; received "
                               f"{content_type[:60] or 'no content type'!r}")
-        body = self._read_body(environ)
+        body = self._read_body(environ, self.settings.max_body_bytes, "MODELFLY_MAX_BODY_BYTES")
         if isinstance(body, tuple):
             return body
         # The body is read already: WebOb (under Firefly) may seek it instead of copying it.
@@ -182,14 +188,13 @@ class Guard:
             return error(400, "the JSON body is nested too deeply")
         return status, [(k, v) for k, v in headers if k.lower() != "content-length"], payload
 
-    def _read_body(self, environ: dict) -> bytes | Answer:
-        limit = self.settings.max_body_bytes
+    def _read_body(self, environ: dict, limit: int, variable: str) -> bytes | Answer:
         declared = environ.get("CONTENT_LENGTH") or ""
         if declared and not declared.isdigit():
             return error(400, f"invalid Content-Length {declared[:20]!r}")
         if declared and int(declared) > limit:
             return error(413, f"the body is {declared} bytes; at most {limit} are accepted "
-                              "(MODELFLY_MAX_BODY_BYTES)")
+                              f"({variable})")
         stream = environ["wsgi.input"]
         try:
             # Without a Content-Length (chunked), read one byte past the limit to see it.
@@ -200,7 +205,7 @@ class Guard:
             return error(400, f"the body ended before the {declared} bytes its Content-Length "
                               "announced")
         if len(body) > limit:
-            return error(413, f"the body is over {limit} bytes (MODELFLY_MAX_BODY_BYTES)")
+            return error(413, f"the body is over {limit} bytes ({variable})")
         if declared and len(body) < int(declared):
             return error(400, f"the body ended after {len(body)} of the {declared} bytes its "
                               "Content-Length announced")

@@ -14,6 +14,8 @@ import string
 from collections.abc import Callable
 from pathlib import Path
 
+from server.answers import Answer
+
 STATIC = Path(__file__).resolve().parent / "static"
 # The Swagger UI files /docs uses, from swagger-ui-py's copy of Swagger UI's dist folder.
 SWAGGER_FILES = ("swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png")
@@ -21,8 +23,6 @@ POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'sel
           "connect-src 'self'; form-action 'none'; base-uri 'none'; frame-ancestors 'none'")
 TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
          ".css": "text/css; charset=utf-8", ".png": "image/png"}
-
-Answer = tuple[int, list[tuple[str, str]], bytes]
 
 
 def swagger_dir() -> Path:

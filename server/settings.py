@@ -22,10 +22,10 @@ modelfly/settings.py.
 import importlib.util
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from modelfly.settings import ROOT, ConfigError, positive
+from modelfly.settings import ROOT, ConfigError, JobSettings, positive
 
 # gunicorn's own worker classes, which it names without a module
 GUNICORN_WORKERS = {"sync", "gthread", "gevent", "eventlet", "tornado"}
@@ -44,6 +44,7 @@ class ServerSettings:
     worker_class: str = "server.worker.GranianWorker"
     timeout: int = 30
     graceful_timeout: int = 20
+    jobs: JobSettings = field(default_factory=JobSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "ServerSettings":
@@ -69,6 +70,7 @@ class ServerSettings:
             timeout=positive(env, "MODELFLY_TIMEOUT", cls.timeout, int),
             graceful_timeout=positive(env, "MODELFLY_GRACEFUL_TIMEOUT", cls.graceful_timeout,
                                       int),
+            jobs=JobSettings.from_env(env),
         )
 
 

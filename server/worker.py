@@ -114,7 +114,16 @@ class GranianWorker(Worker):
         self.last_answer = self.loop.time()
         if self.draining or self.answered % CLOSE_EVERY == 0:
             headers = [*headers, ("Connection", "close")]
-        proto.response_bytes(status, headers, payload)
+        if isinstance(payload, bytes):
+            proto.response_bytes(status, headers, payload)
+            return
+        transport = proto.response_stream(status, headers)
+        try:
+            for chunk in payload:  # a job's answers, read from the queue's store chunk by chunk
+                await transport.send_bytes(chunk)
+        finally:
+            if hasattr(payload, "close"):
+                payload.close()
 
     def environ(self, scope: Any) -> dict:
         """The WSGI environ of an RSGI request scope, without its body."""
@@ -140,7 +149,8 @@ class GranianWorker(Worker):
         timeout) or BodyCutShort. A body over the limit is not read (declared) or read only
         past the limit (chunked): the guard refuses it with a 413."""
         declared = environ.get("CONTENT_LENGTH", "")
-        limit = self.settings.max_body_bytes
+        limit = (self.settings.jobs.max_body_bytes if environ["PATH_INFO"] == "/jobs"
+                 else self.settings.max_body_bytes)
         if not declared and "HTTP_TRANSFER_ENCODING" not in environ:
             return b""
         if declared.isdigit() and int(declared) > limit:

@@ -1,0 +1,79 @@
+"""A CSV body (a header row of feature names, then one row per line) as checked rows.
+
+The same checks, and the same messages, as `features.to_rows` gives a list of records, with
+the row and its line in the file named; an empty cell is a missing value. Numbers are read
+with numpy when every column is a number and every cell one.
+"""
+
+import csv
+import io
+import re
+
+import numpy
+
+from modelfly.errors import BadInput, TooManyRows
+from modelfly.features import Rows, feature_names, to_rows
+
+
+def read_csv(data: bytes, card: dict, max_rows: int, max_text_chars: int) -> Rows:
+    """The rows of `data`, in the card's feature order, checked as /predict checks records."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise BadInput(f"the CSV is not UTF-8: byte {error.start} is "
+                       f"0x{data[error.start]:02x}") from None
+    lines = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
+    header = next(lines, None)
+    if not header:
+        raise BadInput("the CSV is empty; send a header row of feature names, then one row "
+                       "per line")
+    rows = [row for row in lines if row]  # blank lines hold no row
+    if not rows:
+        raise BadInput("the CSV has a header but no rows")
+    if len(rows) > max_rows:
+        raise TooManyRows(f"the CSV has {len(rows)} rows; at most {max_rows} are allowed in "
+                          "one job (MODELFLY_JOB_MAX_ROWS)")
+    for index, row in enumerate(rows):
+        if len(row) != len(header):
+            raise BadInput(f"line {index + 2} of the CSV has {len(row)} field(s); its header "
+                           f"has {len(header)}")
+    names = feature_names(card)
+    if sorted(header) != sorted(names):
+        unknown = [column for column in header if column not in names]
+        missing = [name for name in names if name not in header]
+        twice = sorted({column for column in header if header.count(column) > 1})
+        problems = [f"{what} column(s) " + ", ".join(map(repr, columns)) for what, columns in
+                    (("unknown", unknown), ("missing", missing), ("repeated", twice)) if columns]
+        raise BadInput(f"the CSV header has {' and '.join(problems)}; expected columns: "
+                       + ", ".join(names))
+    order = [header.index(name) for name in names]
+    if all(feature["type"] == "number" for feature in card["features"]):
+        try:
+            values = numpy.array(rows, dtype=float)[:, order]
+        except ValueError:  # a cell that is no number, or empty: the records say which
+            values = None
+        if values is not None and numpy.isfinite(values).all():
+            return values
+    records = [{name: _cell(row[i], feature) for name, i, feature
+                in zip(names, order, card["features"], strict=True)} for row in rows]
+    try:
+        return to_rows(records, card, max_rows, max_text_chars)
+    except BadInput as refusal:
+        raise BadInput(_with_line(str(refusal))) from None
+
+
+def _cell(text: str, feature: dict) -> object:
+    if text == "":
+        return None
+    if feature["type"] == "number":
+        try:
+            return float(text)
+        except ValueError:
+            return text  # refused by name below
+    return text
+
+
+def _with_line(message: str) -> str:
+    """'record 3 ...' becomes 'row 3 (line 5 of the CSV) ...'."""
+    return re.sub(r"^(?:record|row) (\d+)",
+                  lambda found: f"row {found[1]} (line {int(found[1]) + 2} of the CSV)", message)

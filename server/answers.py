@@ -1,0 +1,19 @@
+"""An answer as the guard and its routes make it: (status, headers, body), the body bytes or,
+for a streamed answer, an iterator of bytes."""
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from modelfly.errors import JSON_CONTENT_TYPE
+
+Answer = tuple[int, list[tuple[str, str]], bytes | Iterator[bytes]]
+JSON = ("Content-Type", JSON_CONTENT_TYPE)
+
+
+def json_answer(status: int, payload: Any, *headers: tuple[str, str]) -> Answer:
+    return status, [JSON, *headers], json.dumps(payload).encode()
+
+
+def error(status: int, message: str, *headers: tuple[str, str]) -> Answer:
+    return json_answer(status, {"error": message}, *headers)

@@ -1,0 +1,140 @@
+"""The /jobs routes, over modelfly/jobs.py; the guard checks the token and reads the body.
+
+    POST /jobs                  a predict body (JSON), or a CSV with a header row
+                                (Content-Type: text/csv; model and version in the query)
+                                -> 202 {"job_id", "status", "status_url", "result_url"}
+    GET /jobs/<id>              its status and progress
+    GET /jobs/<id>/result       its answers as /predict gives them, or as CSV (Accept:
+                                text/csv, the columns of `python -m client predict --output
+                                csv`); streamed; 409 until the job has succeeded
+    DELETE /jobs/<id>           cancel it and delete its data
+"""
+
+import csv
+import io
+import json
+from collections.abc import Callable, Iterator
+from urllib.parse import parse_qs
+
+import orjson
+
+from modelfly.errors import ModelflyError
+from modelfly.jobs import Jobs
+from server.answers import Answer, error, json_answer
+
+JOB_KEYS = ("features", "model", "version")
+
+
+def route(path: str) -> str | None:
+    """The metrics' route label of a /jobs path, whatever the id."""
+    if path == "/jobs":
+        return path
+    if path.startswith("/jobs/"):
+        return "/jobs/{id}/result" if path.endswith("/result") else "/jobs/{id}"
+    return None
+
+
+class JobRoutes:
+    """The routes over the jobs `make_jobs()` gives, made on first use: in each worker process
+    (after gunicorn's fork), and only by a server that is sent jobs."""
+
+    def __init__(self, make_jobs: Callable[[], Jobs]) -> None:
+        self.make_jobs = make_jobs
+        self._jobs: Jobs | None = None
+
+    @property
+    def jobs(self) -> Jobs:
+        if self._jobs is None:
+            self._jobs = self.make_jobs()
+        return self._jobs
+
+    def answer(self, environ: dict, path: str, method: str, body: bytes) -> Answer:
+        """The answer to a /jobs request whose body (for POST) has been read."""
+        label = route(path)
+        allowed = {"/jobs": "POST", "/jobs/{id}": "GET, DELETE", "/jobs/{id}/result": "GET"}
+        if method not in allowed[label] or method == "HEAD" and label == "/jobs":
+            return error(405, f"{label} takes {allowed[label]}, received {method[:10]}",
+                         ("Allow", allowed[label]))
+        try:
+            if label == "/jobs":
+                return self._submit(environ, body)
+            job_id = path.split("/")[2]
+            if label == "/jobs/{id}/result":
+                return self._result(environ, job_id)
+            if method == "DELETE":
+                return json_answer(200, self.jobs.cancel(job_id))
+            return json_answer(200, self.jobs.status(job_id))
+        except ModelflyError as refusal:
+            return error(refusal.status, refusal.message)
+
+    def _submit(self, environ: dict, body: bytes) -> Answer:
+        content_type = environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
+        if content_type == "text/csv":
+            query = parse_qs(environ.get("QUERY_STRING", ""))
+            unknown = sorted(set(query) - {"model", "version"})
+            if unknown:
+                return error(400, f"unknown query parameter(s) {', '.join(unknown)[:80]}; a "
+                                  "CSV job takes model and version")
+            job = self.jobs.submit_csv(body, *(query.get(key, [None])[-1]
+                                               for key in ("model", "version")))
+        elif content_type == "application/json":
+            try:
+                request = orjson.loads(body)
+            except orjson.JSONDecodeError as problem:
+                return error(400, f"the body is not JSON: {problem}")
+            if not isinstance(request, dict) or "features" not in request:
+                return error(422, 'send a JSON object {"features": [...], "model": ..., '
+                                  '"version": ...} as for /predict')
+            unknown = sorted(set(request) - set(JOB_KEYS))
+            if unknown:
+                return error(422, f"unexpected argument(s) {', '.join(unknown)[:80]}; a job "
+                                  "takes " + ", ".join(JOB_KEYS))
+            job = self.jobs.submit(**request)
+        else:
+            return error(415, "send the rows as 'Content-Type: application/json' (a predict "
+                              "body) or 'text/csv' (a header row, then one row per line); "
+                              f"received {content_type[:60] or 'no content type'!r}")
+        url = f"/jobs/{job['job_id']}"
+        return json_answer(202, {"job_id": job["job_id"], "status": job["status"],
+                                 "status_url": url, "result_url": url + "/result"},
+                           ("Location", url))
+
+    def _result(self, environ: dict, job_id: str) -> Answer:
+        state, chunks = self.jobs.answers(job_id)
+        if "text/csv" in environ.get("HTTP_ACCEPT", ""):
+            return 200, [("Content-Type", "text/csv; charset=utf-8")], _csv(chunks)
+        return 200, [("Content-Type", "application/json")], _json(state, chunks, self.jobs,
+                                                                 job_id)
+
+
+def _json(state: dict, chunks: Iterator[dict], jobs: Jobs, job_id: str) -> Iterator[bytes]:
+    """/predict's answer for all the rows, written a chunk at a time: the predictions of every
+    chunk, then (for a classifier) their probabilities."""
+    head = json.dumps({"model": state["model"], "version": state["version"]})[:-1]
+    yield f'{head}, "predictions": ['.encode()
+    probabilities = False
+    for k, chunk in enumerate(chunks):
+        probabilities = "probabilities" in chunk
+        yield (b"," if k else b"") + orjson.dumps(chunk["predictions"])[1:-1]
+    if probabilities:
+        yield b'], "probabilities": ['
+        for k, chunk in enumerate(jobs.answers(job_id)[1]):
+            yield (b"," if k else b"") + orjson.dumps(chunk["probabilities"])[1:-1]
+    yield b"]}"
+
+
+def _csv(chunks: Iterator[dict]) -> Iterator[bytes]:
+    """One line per row: the prediction, then p_<class> for each class of a classifier."""
+    for k, chunk in enumerate(chunks):
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        probabilities = chunk.get("probabilities")
+        if k == 0:
+            writer.writerow(["prediction", *(f"p_{label}" for label in probabilities[0])]
+                            if probabilities else ["prediction"])
+        if probabilities:
+            writer.writerows([prediction, *row.values()] for prediction, row
+                             in zip(chunk["predictions"], probabilities, strict=True))
+        else:
+            writer.writerows([prediction] for prediction in chunk["predictions"])
+        yield out.getvalue().encode()
