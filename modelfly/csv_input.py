@@ -20,7 +20,8 @@ def read_csv(data: bytes, card: dict, max_rows: int, max_text_chars: int) -> Row
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise BadInput(f"the CSV is not UTF-8: byte {error.start} is "
+        line = data.count(b"\n", 0, error.start) + 1
+        raise BadInput(f"the CSV is not UTF-8: line {line}, byte {error.start} is "
                        f"0x{data[error.start]:02x}") from None
     lines = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
     header = next(lines, None)

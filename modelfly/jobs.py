@@ -158,9 +158,9 @@ class Jobs:
 
     def expire(self, job_id: str) -> None:
         """Delete the job whole: its state, rows, answers and cancellation."""
-        state = self._read(job_id)
-        if state is not None:
-            self._drop_data(state)
+        raw = self.huey.storage.peek_data(f"job:{job_id}")
+        if raw is not EmptyData:
+            self._drop_data(orjson.loads(raw))
         for key in (f"job:{job_id}", f"job:{job_id}:cancelled"):
             self.huey.storage.delete_data(key)
 

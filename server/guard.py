@@ -178,6 +178,8 @@ class Guard:
         body = self._read_body(environ, self.settings.max_body_bytes, "MODELFLY_MAX_BODY_BYTES")
         if isinstance(body, tuple):
             return body
+        if not body:
+            return error(400, 'the body is empty; send a JSON object such as {"features": [...]}')
         # The body is read already: WebOb (under Firefly) may seek it instead of copying it.
         inner = {**environ, "wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body)),
                  "webob.is_body_seekable": True}
@@ -209,8 +211,6 @@ class Guard:
         if declared and len(body) < int(declared):
             return error(400, f"the body ended after {len(body)} of the {declared} bytes its "
                               "Content-Length announced")
-        if not body:
-            return error(400, 'the body is empty; send a JSON object such as {"features": [...]}')
         return body
 
     def _cors(self, environ: dict) -> list[tuple[str, str]]:
