@@ -5,6 +5,8 @@
     python -m client predict --input rows.csv --output csv > answers.csv
     python -m client info --model penguins
     python -m client health --url http://127.0.0.1:5000
+    python -m client submit --input big.csv --model penguins      (prints the job's id)
+    python -m client job JOB_ID --wait --output csv > answers.csv
 
 --url, --token, --timeout and --retries go before or after the command.
 
@@ -19,6 +21,7 @@ import json
 import os
 import sys
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any, TextIO
 
 from tqdm import tqdm
@@ -86,6 +89,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     info.add_argument("--version", dest="model_version",
                       help="model version (default: the model's default)")
     commands.add_parser("health", parents=after, help="is the server up")
+
+    submit = commands.add_parser("submit", parents=after,
+                                 help="submit a file as a job; prints the job's id")
+    submit.add_argument("--input", metavar="FILE", required=True,
+                        help="CSV (with a header, sent as it is) or JSON lines of rows or "
+                             "records; '-' reads standard input")
+    submit.add_argument("--input-format", choices=["csv", "jsonl"],
+                        help="format of --input (default: from its extension, else jsonl)")
+    submit.add_argument("--model", help="model name (default: the server's default)")
+    submit.add_argument("--version", dest="model_version",
+                        help="model version (default: the model's default)")
+    job = commands.add_parser("job", parents=after,
+                              help="a job's status or, with --wait, its answers")
+    job.add_argument("job_id", metavar="JOB_ID")
+    job.add_argument("--wait", action="store_true",
+                     help="wait for the answers, with a progress bar, and print them")
+    job.add_argument("--output", choices=["jsonl", "csv"], default="jsonl",
+                     help="format of the answers with --wait (default jsonl)")
 
     args = parser.parse_args(argv)
     if args.command == "predict":
@@ -160,6 +181,31 @@ def predict_file(client: ModelClient, args: argparse.Namespace) -> None:
         write_answers(answers(), args.output, sys.stdout)
 
 
+def submit_file(client: ModelClient, args: argparse.Namespace) -> str:
+    fmt = args.input_format or ("csv" if str(args.input).endswith(".csv") else "jsonl")
+    data = sys.stdin.buffer.read() if args.input == "-" else Path(args.input).read_bytes()
+    if fmt == "csv":
+        return client.submit_csv(data, args.model, args.model_version).id
+    rows = read_rows(io.StringIO(data.decode("utf-8")), "jsonl")
+    return client.submit(rows, args.model, args.model_version).id
+
+
+def show_job(client: ModelClient, args: argparse.Namespace) -> None:
+    job = client.job(args.job_id)
+    if not args.wait:
+        print(json.dumps(job.status()))
+        return
+    progress = tqdm(unit="row", file=sys.stderr)
+
+    def advance(state: dict) -> None:
+        progress.total = state["rows"]
+        progress.update(state["rows_done"] - progress.n)
+
+    with progress:
+        answer = job.wait(progress=advance)
+    write_answers(answer_rows(answer), args.output, sys.stdout)
+
+
 def run(args: argparse.Namespace) -> None:
     with ModelClient(args.url, token=args.token, timeout=(3.05, args.timeout),
                      retries=args.retries) as client:
@@ -167,6 +213,10 @@ def run(args: argparse.Namespace) -> None:
             print(json.dumps(client.health()))
         elif args.command == "info":
             print(json.dumps(client.info(args.model, args.model_version)))
+        elif args.command == "submit":
+            print(submit_file(client, args))
+        elif args.command == "job":
+            show_job(client, args)
         elif args.input is not None:
             predict_file(client, args)
         else:

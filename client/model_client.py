@@ -23,6 +23,7 @@ from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from client.errors import BadInput, ModelflyError, NotFound, ServerError, Unauthorized, Unavailable
+from client.job import Job
 
 DEFAULT_URL = "http://127.0.0.1:5000"
 DEFAULT_TIMEOUT = (3.05, 30.0)  # seconds to connect, seconds to wait for the answer
@@ -61,7 +62,8 @@ class ModelClient:
             self.session.headers["Authorization"] = f"Token {token}"
         retry = Retry(total=retries, connect=retries, read=retries, status=retries,
                       other=0, backoff_factor=backoff, status_forcelist=RETRY_STATUSES,
-                      allowed_methods=frozenset({"GET", "POST"}), raise_on_status=False,
+                      allowed_methods=frozenset({"GET", "POST", "DELETE"}),
+                      raise_on_status=False,
                       respect_retry_after_header=True)
         adapter = HTTPAdapter(max_retries=retry, pool_connections=1, pool_maxsize=pool_size)
         self.session.mount("http://", adapter)
@@ -86,6 +88,28 @@ class ModelClient:
         """The server's liveness answer, e.g. {"status": "ok", "models": [...]}."""
         return self._call("/health", {})
 
+    def submit(self, features: Any, model: str | None = None,
+               version: str | None = None) -> Job:
+        """A job for `features` (any shape predict takes, up to MODELFLY_JOB_MAX_ROWS rows),
+        queued at once and predicted by the server's workers; checked as predict checks.
+        A submission retried after a lost answer may queue the rows twice: the job not
+        followed expires unused."""
+        answer = self.request("POST", "/jobs", {"features": to_plain(features),
+                                                **_model(model, version)})
+        return Job(self, answer["job_id"])
+
+    def submit_csv(self, data: bytes, model: str | None = None,
+                   version: str | None = None) -> Job:
+        """A job for a CSV file's bytes (a header row of feature names, then one row per
+        line), sent as they are."""
+        answer = self.request("POST", "/jobs", data=data, params=_model(model, version),
+                              content_type="text/csv")
+        return Job(self, answer["job_id"])
+
+    def job(self, job_id: str) -> Job:
+        """A job submitted earlier, by its id."""
+        return Job(self, job_id)
+
     def close(self) -> None:
         self.session.close()
 
@@ -96,22 +120,29 @@ class ModelClient:
         self.close()
 
     def _call(self, path: str, payload: dict) -> dict:
+        return self.request("POST", path, payload)
+
+    def request(self, method: str, path: str, payload: Any = None, *, data: bytes | None = None,
+                params: dict | None = None, content_type: str = "application/json") -> dict:
+        """One call: `payload` sent as JSON (or `data` as it is), the JSON answer returned or
+        the server's refusal raised as a typed error."""
         url = self.url + path
-        body = json.dumps(payload, default=_plain_scalar)
+        body = data if payload is None else json.dumps(payload, default=_plain_scalar)
+        headers = {"Content-Type": content_type} if body is not None else {}
         for attempt in range(self.retries + 1):
             try:
-                response = self.session.post(url, data=body, timeout=self.timeout,
-                                             headers={"Content-Type": "application/json"})
-                return _answer(response, url)
+                response = self.session.request(method, url, data=body, params=params,
+                                                timeout=self.timeout, headers=headers)
+                return _answer(response, f"{method} {url}")
             except requests.exceptions.ChunkedEncodingError as error:
                 # An answer cut off mid-body (a worker killed while sending it): urllib3's
                 # Retry has handed the response over by then, so this one case retries here.
                 if attempt == self.retries:
                     what = _what_happened(error, self.timeout, self.retries)
-                    raise Unavailable(f"POST {url}: {what}") from error
+                    raise Unavailable(f"{method} {url}: {what}") from error
             except requests.RequestException as error:
                 what = _what_happened(error, self.timeout, self.retries)
-                raise Unavailable(f"POST {url}: {what}") from error
+                raise Unavailable(f"{method} {url}: {what}") from error
         raise AssertionError("unreachable")  # the loop returns or raises
 
 
@@ -172,7 +203,7 @@ def _what_happened(error: requests.RequestException, timeout: Any, retries: int)
     return f"{what} (after {retries} retries)" if retries else what
 
 
-def _answer(response: requests.Response, url: str) -> dict:
+def _answer(response: requests.Response, call: str) -> dict:
     status = response.status_code
     try:
         body = response.json()
@@ -181,9 +212,9 @@ def _answer(response: requests.Response, url: str) -> dict:
     if 200 <= status < 300:
         if isinstance(body, dict):
             return body
-        raise ServerError(f"POST {url}: the answer is not a JSON object", status)
+        raise ServerError(f"{call}: the answer is not a JSON object", status)
     message = body.get("error") if isinstance(body, dict) else None
-    message = f"POST {url}: {status} {message or response.reason or ''}".strip()
+    message = f"{call}: {status} {message or response.reason or ''}".strip()
     if status in (401, 403):
         raise Unauthorized(message, status)
     if status == 404:

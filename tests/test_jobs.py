@@ -19,6 +19,7 @@ from helpers import ROOT, Server, close_answers, start_serve
 from palmerpenguins import load_penguins
 
 from bench.servers import free_port
+from client import BadInput, ModelClient, NotFound
 from predict import predict
 
 TOKEN = "jobs-test-token"
@@ -217,9 +218,11 @@ def test_limits_of_their_own(tmp_path):
 
 
 def test_cancel_stops_a_job_and_deletes_its_data_and_a_short_ttl_expires_it(tmp_path):
-    env = job_env(tmp_path, MODELFLY_JOB_TTL="3")
+    ttl = 10
+    env = job_env(tmp_path, MODELFLY_JOB_TTL=str(ttl))
     server = start_serve(tmp_path, env=env)
     try:
+        submitted_at = time.monotonic()
         queued = submit(server, json={"features": iris_rows(50)})  # no worker yet
         cancelled = requests.delete(f"{server.url}/jobs/{queued['job_id']}", timeout=10)
         assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
@@ -231,7 +234,7 @@ def test_cancel_stops_a_job_and_deletes_its_data_and_a_short_ttl_expires_it(tmp_
             assert state["status"] == "cancelled" and state["rows_done"] == 0
             assert requests.get(f"{server.url}/jobs/{queued['job_id']}/result",
                                 timeout=10).status_code == 409
-            time.sleep(3.2)  # past MODELFLY_JOB_TTL: both are gone
+            time.sleep(max(0.0, submitted_at + ttl + 0.5 - time.monotonic()))  # past the TTL
             for job in (queued, done):
                 assert requests.get(f"{server.url}/jobs/{job['job_id']}",
                                     timeout=10).status_code == 404
@@ -312,3 +315,57 @@ def test_on_redis_any_server_answers_for_a_job_another_took(tmp_path, redis_url)
         one.stop()
         two.stop()
         assert worker.stop() == 0
+
+
+def test_the_client_submits_waits_and_cancels(sqlite_setup):
+    server, _, _ = sqlite_setup
+    rows = iris_rows(12_000, seed=3)
+    with ModelClient(server.url) as client:
+        job = client.submit(rows)
+        seen = []
+        answer = job.wait(timeout=120, progress=seen.append)
+        assert close_answers(answer, expected(rows))
+        assert seen[-1]["status"] == "succeeded" and seen[-1]["rows_done"] == 12_000
+        assert job.result() == answer and client.job(job.id).status()["rows"] == 12_000
+        # a job the model cannot answer fails, naming the row, as predict would
+        far = [[0.0] * 10] * 20_001
+        far[15_003] = [1e308] * 10
+        failing = client.submit(far, model="diabetes")
+        with pytest.raises(BadInput, match=r"failed: row 15003: model 'diabetes' has no "
+                                           r"finite answer"):
+            failing.wait(timeout=120)
+        with pytest.raises(BadInput) as refused:
+            client.submit([1, 2, 3])
+        assert refused.value.status == 400 and "expected 4" in refused.value.message
+        with pytest.raises(NotFound):
+            client.job("0" * 32).status()
+        big = client.submit(iris_rows(100_000, seed=4))
+        big.cancel()
+        with pytest.raises(BadInput, match="cancelled"):
+            big.wait(timeout=30)
+
+
+def test_the_command_line_submits_a_file_and_prints_the_answers(sqlite_setup, tmp_path):
+    server, _, _ = sqlite_setup
+    rows = iris_rows(3_000, seed=5)
+    source = tmp_path / "rows.csv"
+    source.write_text(IRIS_HEADER + "\n" + "".join(",".join(map(str, row)) + "\n"
+                                                   for row in rows))
+    cli = [sys.executable, "-m", "client", "--url", server.url]
+    submitted = subprocess.run([*cli, "submit", "--input", str(source)], cwd=ROOT,
+                               capture_output=True, text=True, timeout=60)
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = submitted.stdout.strip()
+    assert len(job_id) == 32
+    waited = subprocess.run([*cli, "job", job_id, "--wait", "--output", "csv"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert waited.returncode == 0, waited.stderr
+    lines = list(csv.DictReader(io.StringIO(waited.stdout)))
+    assert [line["prediction"] for line in lines] == expected(rows)["predictions"]
+    assert "3000/3000" in waited.stderr  # the progress bar
+    status = subprocess.run([*cli, "job", job_id], cwd=ROOT, capture_output=True, text=True,
+                            timeout=60)
+    assert '"status": "succeeded"' in status.stdout
+    missing = subprocess.run([*cli, "job", "0" * 32], cwd=ROOT, capture_output=True,
+                             text=True, timeout=60)
+    assert missing.returncode == 3 and "no such job" in missing.stderr
