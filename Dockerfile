@@ -1,4 +1,5 @@
-# modelfly: the production server (python serve.py) with the shipped models.
+# modelfly: the production server (python serve.py) with the shipped models; the same image
+# runs the jobs' worker: docker run modelfly python -m modelfly worker (README, "Jobs").
 #   docker build -t modelfly . && docker run -p 5000:5000 modelfly
 # BASE_IMAGE is the official slim Python image; a test passes a local stand-in where no
 # registry can be reached.
@@ -10,7 +11,8 @@ RUN python3 -m venv /opt/venv \
     && /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt
 
 FROM ${BASE_IMAGE}
-RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin modelfly
+RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin modelfly \
+    && mkdir -p /var/lib/modelfly && chown 10001:10001 /var/lib/modelfly
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 COPY firefly.yml predict.py serve.py ./
@@ -22,7 +24,8 @@ COPY models/ models/
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    MODELFLY_BIND=0.0.0.0:5000
+    MODELFLY_BIND=0.0.0.0:5000 \
+    MODELFLY_DATA_DIR=/var/lib/modelfly
 USER 10001
 EXPOSE 5000
 HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=3 \

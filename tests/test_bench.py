@@ -38,3 +38,13 @@ def test_server_cpu_smoke():
     requests_per_second, cpu_per_request = (float(rows[0][i].replace(",", "")) for i in (3, 5))
     assert requests_per_second > 0 and 0 < cpu_per_request < 100_000
     assert "µs of server CPU per request" in out
+
+
+def test_jobs_bench_smoke():
+    out = subprocess.run([sys.executable, "bench/jobs_bench.py", "--rows", "20000"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300, check=True).stdout
+    rows = [line.split("|") for line in out.splitlines() if line.startswith(("| one job",
+                                                                             "| python"))]
+    assert len(rows) == 2
+    for row in rows:  # rows/s, and the ratio to the client's
+        assert float(row[3].replace(",", "")) > 0 and row[4].strip().endswith("x")

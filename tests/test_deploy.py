@@ -54,9 +54,33 @@ def test_service_and_autoscaler_point_at_the_deployment():
     assert hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"
 
 
+def procfile() -> dict[str, str]:
+    return dict(re.fullmatch(r"(\w+): (.+)", line).groups()
+                for line in (ROOT / "Procfile").read_text().splitlines())
+
+
+def test_the_workers_and_redis_serve_the_deployments_jobs():
+    web = load("deployment.yaml")["spec"]["template"]["spec"]["containers"][0]
+    worker = load("worker.yaml")["spec"]["template"]["spec"]
+    service, redis = yaml.safe_load_all((DEPLOY / "redis.yaml").read_text())
+    queue = {"name": "MODELFLY_QUEUE_URL", "value": "redis://modelfly-redis:6379/0"}
+    assert queue in web["env"] and queue in worker["containers"][0]["env"]
+    assert worker["containers"][0]["image"] == web["image"]
+    assert worker["containers"][0]["command"] == ["python", "-m", "modelfly", "worker",
+                                                  "--processes", "2"]
+    assert worker["securityContext"]["runAsUser"] == 10001
+    assert service["metadata"]["name"] == "modelfly-redis"
+    assert service["spec"]["selector"] == redis["spec"]["selector"]["matchLabels"]
+    assert redis["kind"] == "StatefulSet" and redis["spec"]["replicas"] == 1
+    claim = redis["spec"]["volumeClaimTemplates"][0]
+    mount = redis["spec"]["template"]["spec"]["containers"][0]["volumeMounts"][0]
+    assert mount == {"name": claim["metadata"]["name"], "mountPath": "/data"}
+    assert "--appendonly" in redis["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert procfile()["worker"] == "python -m modelfly worker --processes 2"
+
+
 def test_the_procfile_web_command_serves(tmp_path):
-    line = (ROOT / "Procfile").read_text().strip()
-    command = re.fullmatch(r"web: (.+)", line).group(1)
+    command = procfile()["web"]
     port = free_port()
     # As a platform runs it, but on loopback: the platform's router is the only way in there.
     command = command.replace("0.0.0.0", "127.0.0.1")
