@@ -3,8 +3,9 @@ chunk, its progress written after each chunk, its answers kept MODELFLY_JOB_TTL 
 
 A job lives in the queue's key-value store (queue.py), so that any server replica and any
 worker can read it: `job:<id>` is its state, `job:<id>:in:<k>` and `job:<id>:out:<k>` its k-th
-chunk of rows and of answers, `job:<id>:cancelled` a cancellation, kept apart so that no
-progress write can undo it. Values are JSON or .npy, never pickles.
+chunk of rows and of answers (the predictions as JSON, the probabilities as one float array),
+`job:<id>:cancelled` a cancellation, kept apart so that no progress write can undo it. Values
+are JSON or .npy, never pickles.
 
 huey loses a task whose worker dies mid-way. So a watch task, scheduled for each job, puts a
 running job that has written no progress for MODELFLY_JOB_STALE_SECONDS back on the queue,
@@ -36,6 +37,7 @@ from modelfly.settings import JobSettings
 
 log = logging.getLogger("modelfly")
 
+Chunk = tuple[list, numpy.ndarray | None]  # a chunk's predictions, and its probabilities
 JOB_ID = re.compile(r"[0-9a-f]{32}")  # 128 random bits
 FINISHED = ("succeeded", "failed", "cancelled")
 PUBLIC = ("job_id", "status", "model", "version", "rows", "rows_done", "created_at",
@@ -76,19 +78,29 @@ class Jobs:
     def status(self, job_id: Any) -> dict:
         return public(self._state(job_id))
 
-    def answers(self, job_id: Any) -> tuple[dict, Iterator[dict]]:
-        """A succeeded job's state and its answers, chunk by chunk (each as /predict answers)."""
+    def counts(self) -> dict:
+        """The queue's totals, the same from every server: jobs submitted, queued now,
+        finished by status, rows predicted."""
+        count = self.huey.storage.incr
+        return {"submitted": count("jobs:submitted", 0), "queued": count("jobs:queued", 0),
+                "finished": {status: count(f"jobs:finished:{status}", 0)
+                             for status in FINISHED},
+                "rows": count("jobs:rows", 0)}
+
+    def answers(self, job_id: Any) -> tuple[dict, Iterator[Chunk]]:
+        """A succeeded job's state and its answers, chunk by chunk: (predictions, probabilities
+        with a column per class of state["classes"], or None)."""
         state = self._state(job_id)
         if state["status"] != "succeeded":
             raise JobNotFinished(f"the job is {state['status']}; its answers can be fetched "
                                  "once it has succeeded")
 
-        def chunks() -> Iterator[dict]:
+        def chunks() -> Iterator[Chunk]:
             for k in range(state["chunks"]):
                 raw = self.huey.storage.peek_data(f"job:{state['job_id']}:out:{k}")
                 if raw is EmptyData:  # deleted or expired while being read
                     raise JobNotFound(NO_SUCH_JOB)
-                yield orjson.loads(raw)
+                yield _decode_answer(raw)
 
         return state, chunks()
 
@@ -98,8 +110,9 @@ class Jobs:
         state = self._state(job_id)
         if state["status"] in FINISHED:
             self.expire(state["job_id"])
-            return {**public(state), "status": state["status"], "deleted": True}
+            return {**public(state), "deleted": True}
         self.huey.storage.put_data(f"job:{state['job_id']}:cancelled", b"1")
+        self._moved(state["status"], "cancelled")
         self._drop_data(state)
         return {**public(state), "status": "cancelled"}
 
@@ -110,6 +123,7 @@ class Jobs:
         state = self._read(job_id)
         if state is None or state["status"] in FINISHED or state["attempt"] != attempt:
             return
+        self._moved(state["status"], "running")
         state.update(status="running", started_at=state["started_at"] or time.time(),
                      heartbeat_at=time.time())
         self._write(state)
@@ -122,6 +136,7 @@ class Jobs:
             if self._cancelled(job_id):
                 return self._drop_data(state)
             if self.stopping():
+                self._moved(state["status"], "queued")
                 state["status"] = "queued"
                 self._write(state)
                 self._run(job_id, attempt)
@@ -131,12 +146,13 @@ class Jobs:
             answer = self._predict(loaded, state, k)
             if isinstance(answer, str):
                 return self._finish(state, "failed", answer)
-            self.huey.storage.put_data(f"job:{job_id}:out:{k}", orjson.dumps(
-                answer, option=orjson.OPT_SERIALIZE_NUMPY))
+            self.huey.storage.put_data(f"job:{job_id}:out:{k}", _encode_answer(*answer))
             current = self._read(job_id)
             if current is None or current["attempt"] != attempt:  # superseded, or deleted
                 return
-            state.update(rows_done=min(state["rows"], (k + 1) * size), heartbeat_at=time.time())
+            done = min(state["rows"], (k + 1) * size)
+            self.huey.storage.incr("jobs:rows", done - state["rows_done"])
+            state.update(rows_done=done, heartbeat_at=time.time())
             self._write(state)
         if self._cancelled(job_id):
             return self._drop_data(state)
@@ -149,6 +165,7 @@ class Jobs:
             return
         silent = time.time() - state["heartbeat_at"]
         if state["status"] == "running" and silent > self.settings.stale_seconds:
+            self._moved("running", "queued")
             state.update(status="queued", attempt=state["attempt"] + 1)
             self._write(state)
             log.warning("job %s: no progress for %.0f s; put back on the queue (attempt %d)",
@@ -160,7 +177,10 @@ class Jobs:
         """Delete the job whole: its state, rows, answers and cancellation."""
         raw = self.huey.storage.peek_data(f"job:{job_id}")
         if raw is not EmptyData:
-            self._drop_data(orjson.loads(raw))
+            state = orjson.loads(raw)
+            if state["status"] == "queued" and not self._cancelled(job_id):
+                self._moved("queued", "expired")
+            self._drop_data(state)
         for key in (f"job:{job_id}", f"job:{job_id}:cancelled"):
             self.huey.storage.delete_data(key)
 
@@ -173,11 +193,14 @@ class Jobs:
             self.huey.storage.put_data(f"job:{job_id}:in:{k}",
                                        _encode_rows(rows[k * size:(k + 1) * size]))
         state = {"job_id": job_id, "status": "queued", "model": loaded.card["name"],
-                 "version": loaded.card["version"], "rows": len(rows), "rows_done": 0,
+                 "version": loaded.card["version"], "classes": loaded.classes,
+                 "rows": len(rows), "rows_done": 0,
                  "created_at": now, "started_at": None, "finished_at": None, "error": None,
                  "chunks": chunks, "chunk_rows": size, "attempt": 0, "heartbeat_at": now,
                  "expires_at": now + self.settings.ttl}
         self._write(state)
+        self.huey.storage.incr("jobs:submitted", 1)
+        self._moved(None, "queued")
         self._run(job_id, 0)
         self._watch.schedule((job_id,), delay=self.settings.stale_seconds)
         self._expire.schedule((job_id,), delay=self.settings.ttl)
@@ -185,13 +208,14 @@ class Jobs:
                  state["version"])
         return public(state)
 
-    def _predict(self, loaded: LoadedModel, state: dict, k: int) -> dict | str:
-        """Chunk k's answer, or the job's error: what /predict would say, with the row."""
+    def _predict(self, loaded: LoadedModel, state: dict, k: int) -> Chunk | str:
+        """Chunk k's answer, or the job's error: what /predict would say, with the row. The
+        model is called directly: a chunk is a batch already."""
         raw = self.huey.storage.peek_data(f"job:{state['job_id']}:in:{k}")
         if raw is EmptyData:
             return "the job's rows are gone (deleted or expired)"
         try:
-            answer = self.models.answer(loaded, _decode_rows(raw))
+            answer = loaded.arrays(_decode_rows(raw))
         except BadInput as refusal:
             first = k * state["chunk_rows"]
             return re.sub(r"^row (\d+)", lambda found: f"row {first + int(found[1])}",
@@ -200,9 +224,10 @@ class Jobs:
             log.exception("job %s: model %r failed on chunk %d", state["job_id"],
                           state["model"], k)
             return f"model {state['model']!r} failed to predict; the details are in the log"
-        return {key: answer[key] for key in ("predictions", "probabilities") if key in answer}
+        return answer[0].tolist(), answer[1]
 
     def _finish(self, state: dict, status: str, error: str | None = None) -> None:
+        self._moved(state["status"], status)
         state.update(status=status, error=error, finished_at=time.time())
         self._write(state)
         for k in range(state["chunks"]):  # the rows are done with
@@ -211,6 +236,17 @@ class Jobs:
             self._drop_data(state)
         log.info("job %s %s after %d of %d rows%s", state["job_id"], status,
                  state["rows_done"], state["rows"], f": {error}" if error else "")
+
+    def _moved(self, old: str | None, new: str) -> None:
+        """Keep the queue's counters as a job goes from status `old` to `new`."""
+        if old == new:
+            return
+        if old == "queued":
+            self.huey.storage.incr("jobs:queued", -1)
+        if new == "queued":
+            self.huey.storage.incr("jobs:queued", 1)
+        if new in FINISHED:
+            self.huey.storage.incr(f"jobs:finished:{new}", 1)
 
     def _drop_data(self, state: dict) -> None:
         for k in range(state["chunks"]):
@@ -253,15 +289,31 @@ def public(state: dict) -> dict:
     return shown
 
 
+def _npy(values: numpy.ndarray) -> bytes:
+    out = io.BytesIO()
+    numpy.save(out, values, allow_pickle=False)
+    return out.getvalue()
+
+
 def _encode_rows(rows: Rows) -> bytes:
-    if isinstance(rows, numpy.ndarray):
-        out = io.BytesIO()
-        numpy.save(out, rows, allow_pickle=False)
-        return b"N" + out.getvalue()
-    return b"J" + orjson.dumps(rows)
+    return b"N" + _npy(rows) if isinstance(rows, numpy.ndarray) else b"J" + orjson.dumps(rows)
 
 
 def _decode_rows(raw: bytes) -> Rows:
     if raw[:1] == b"N":
         return numpy.load(io.BytesIO(raw[1:]), allow_pickle=False)
     return orjson.loads(raw[1:])
+
+
+def _encode_answer(predictions: list, probabilities: numpy.ndarray | None) -> bytes:
+    """The predictions' JSON, its length first, then the probabilities' .npy if any."""
+    labels = orjson.dumps(predictions, option=orjson.OPT_SERIALIZE_NUMPY)
+    tail = b"" if probabilities is None else _npy(probabilities)
+    return len(labels).to_bytes(8, "big") + labels + tail
+
+
+def _decode_answer(raw: bytes) -> Chunk:
+    size = int.from_bytes(raw[:8], "big")
+    tail = raw[8 + size:]
+    return (orjson.loads(raw[8:8 + size]),
+            numpy.load(io.BytesIO(tail), allow_pickle=False) if tail else None)

@@ -32,13 +32,19 @@ class LoadedModel:
 
     def answer(self, rows: Rows) -> dict:
         """Predict for rows already checked by `features.to_rows`; plain Python types only."""
-        probabilities, predictions = self._predict(self.inputs(rows))
-        self._refuse_non_finite(probabilities if probabilities is not None else predictions)
+        predictions, probabilities = self.arrays(rows)
         answer = {"model": self.card["name"], "version": self.card["version"],
                   "predictions": predictions.tolist()}
         if probabilities is not None:
             answer["probabilities"] = per_row(self.classes, probabilities)
         return answer
+
+    def arrays(self, rows: Rows) -> tuple[numpy.ndarray, numpy.ndarray | None]:
+        """The answer as arrays: the predictions, and the probabilities (a column per class)
+        or None; BadInput if the model has no finite answer for a row."""
+        probabilities, predictions = self._predict(self.inputs(rows))
+        self._refuse_non_finite(probabilities if probabilities is not None else predictions)
+        return predictions, probabilities
 
     def inputs(self, rows: Rows) -> Any:
         """Checked rows as the estimator takes them: a float array, a DataFrame, or the texts

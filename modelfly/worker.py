@@ -10,6 +10,7 @@ import logging
 import sys
 
 from modelfly.jobs import Jobs
+from modelfly.logs import json_logging
 from modelfly.registry import Registry
 from modelfly.settings import ConfigError, JobSettings, Settings
 
@@ -17,8 +18,7 @@ log = logging.getLogger("modelfly")
 
 
 def run(processes: int) -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    json_logging({"modelfly": logging.INFO, "huey": logging.INFO})
     try:
         models, settings = Registry(Settings.from_env()), JobSettings.from_env()
     except ConfigError as error:
@@ -31,7 +31,7 @@ def run(processes: int) -> int:
         log.error("the default model is not loaded: %s", refusal)
     consumer = jobs.huey.create_consumer(
         workers=processes, worker_type="process", periodic=False, graceful_signal="TERM",
-        initial_delay=0.05, max_delay=0.5, check_worker_health=True)
+        initial_delay=0.02, max_delay=0.1, check_worker_health=True)
     # seam: huey's consumer stop flag, a pipe its forked workers share (huey pinned)
     jobs.stopping = consumer.stop_flag.is_set
     log.info("worker: %d process(es) on %s", processes,

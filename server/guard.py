@@ -138,7 +138,8 @@ class Guard:
         if refusal:
             return refusal
         if path == "/metrics":
-            return 200, [("Content-Type", self.metrics.content_type)], self.metrics.exposition()
+            return 200, [("Content-Type", self.metrics.content_type)], self.metrics.exposition(
+                self.job_routes.counts)
         if path == "/openapi.json":
             return json_answer(200, self.api_document())
         if path == "/":

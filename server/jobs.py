@@ -19,7 +19,8 @@ from urllib.parse import parse_qs
 import orjson
 
 from modelfly.errors import ModelflyError
-from modelfly.jobs import Jobs
+from modelfly.jobs import Chunk, Jobs
+from modelfly.model import per_row
 from server.answers import Answer, error, json_answer
 
 JOB_KEYS = ("features", "model", "version")
@@ -47,6 +48,9 @@ class JobRoutes:
         if self._jobs is None:
             self._jobs = self.make_jobs()
         return self._jobs
+
+    def counts(self) -> dict:
+        return self.jobs.counts()
 
     def answer(self, environ: dict, path: str, method: str, body: bytes) -> Answer:
         """The answer to a /jobs request whose body (for POST) has been read."""
@@ -102,39 +106,47 @@ class JobRoutes:
     def _result(self, environ: dict, job_id: str) -> Answer:
         state, chunks = self.jobs.answers(job_id)
         if "text/csv" in environ.get("HTTP_ACCEPT", ""):
-            return 200, [("Content-Type", "text/csv; charset=utf-8")], _csv(chunks)
+            return 200, [("Content-Type", "text/csv; charset=utf-8")], _csv(state, chunks)
         return 200, [("Content-Type", "application/json")], _json(state, chunks, self.jobs,
                                                                  job_id)
 
 
-def _json(state: dict, chunks: Iterator[dict], jobs: Jobs, job_id: str) -> Iterator[bytes]:
+def _json(state: dict, chunks: Iterator[Chunk], jobs: Jobs, job_id: str) -> Iterator[bytes]:
     """/predict's answer for all the rows, written a chunk at a time: the predictions of every
     chunk, then (for a classifier) their probabilities."""
     head = json.dumps({"model": state["model"], "version": state["version"]})[:-1]
     yield f'{head}, "predictions": ['.encode()
-    probabilities = False
-    for k, chunk in enumerate(chunks):
-        probabilities = "probabilities" in chunk
-        yield (b"," if k else b"") + orjson.dumps(chunk["predictions"])[1:-1]
-    if probabilities:
+    for k, (predictions, _) in enumerate(chunks):
+        yield (b"," if k else b"") + orjson.dumps(predictions)[1:-1]
+    if state["classes"]:
         yield b'], "probabilities": ['
-        for k, chunk in enumerate(jobs.answers(job_id)[1]):
-            yield (b"," if k else b"") + orjson.dumps(chunk["probabilities"])[1:-1]
+        for k, (_, probabilities) in enumerate(jobs.answers(job_id)[1]):
+            yield (b"," if k else b"") + orjson.dumps(
+                per_row(state["classes"], probabilities))[1:-1]
     yield b"]}"
 
 
-def _csv(chunks: Iterator[dict]) -> Iterator[bytes]:
+def _csv(state: dict, chunks: Iterator[Chunk]) -> Iterator[bytes]:
     """One line per row: the prediction, then p_<class> for each class of a classifier."""
-    for k, chunk in enumerate(chunks):
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        probabilities = chunk.get("probabilities")
-        if k == 0:
-            writer.writerow(["prediction", *(f"p_{label}" for label in probabilities[0])]
-                            if probabilities else ["prediction"])
-        if probabilities:
-            writer.writerows([prediction, *row.values()] for prediction, row
-                             in zip(chunk["predictions"], probabilities, strict=True))
-        else:
-            writer.writerows([prediction] for prediction in chunk["predictions"])
-        yield out.getvalue().encode()
+    labels = [f"p_{label}" for label in state["classes"]]
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerow(["prediction", *labels])
+    yield out.getvalue().encode()
+    for predictions, probabilities in chunks:
+        if probabilities is None:
+            out = io.StringIO()
+            csv.writer(out, lineterminator="\n").writerows([p] for p in predictions)
+            yield out.getvalue().encode()
+            continue
+        # the numbers as orjson writes them, a row a line, after the label's cell
+        numbers = orjson.dumps(probabilities, option=orjson.OPT_SERIALIZE_NUMPY)[2:-2]
+        cells = {label: _cell(label) for label in set(map(str, predictions))}
+        yield "".join(f"{cells[str(label)]},{row}\n" for label, row in zip(
+            predictions, numbers.decode().split("],["), strict=True)).encode()
+
+
+def _cell(value: str) -> str:
+    """`value` as one CSV cell, quoted where csv would quote it."""
+    out = io.StringIO()
+    csv.writer(out, lineterminator="").writerow([value])
+    return out.getvalue()

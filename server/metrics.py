@@ -6,6 +6,7 @@ this process's alone.
 """
 
 import os
+from collections.abc import Callable
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -16,6 +17,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
                    5.0)
@@ -65,9 +67,37 @@ class Metrics:
     def model_refused(self, name: str, version: str, reason: str) -> None:
         self.load_failures.labels(name, version).inc()
 
-    def exposition(self) -> bytes:
+    def exposition(self, job_counts: Callable[[], dict] | None = None) -> bytes:
+        """The metrics text; with `job_counts`, the jobs' totals read from the queue too."""
         if self.multiprocess:
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
-            return generate_latest(registry)
-        return generate_latest(self._own)
+        else:
+            registry = self._own
+        text = generate_latest(registry)
+        if job_counts is not None:
+            jobs = CollectorRegistry()
+            jobs.register(_JobTotals(job_counts()))
+            text += generate_latest(jobs)
+        return text
+
+
+class _JobTotals:
+    """The queue's job totals as metrics: the same on every replica (they are the queue's,
+    not one server's), so aggregate them with max, not sum."""
+
+    def __init__(self, counts: dict) -> None:
+        self.counts = counts
+
+    def collect(self) -> list:
+        submitted = CounterMetricFamily("modelfly_jobs_submitted", "Jobs submitted (queue total)")
+        submitted.add_metric([], self.counts["submitted"])
+        finished = CounterMetricFamily("modelfly_jobs_finished", "Jobs finished (queue total)",
+                                       labels=["status"])
+        for status, count in self.counts["finished"].items():
+            finished.add_metric([status], count)
+        queued = GaugeMetricFamily("modelfly_jobs_queued", "Jobs waiting for a worker now",
+                                   value=self.counts["queued"])
+        rows = CounterMetricFamily("modelfly_job_rows_predicted", "Rows predicted by jobs "
+                                   "(queue total)", value=self.counts["rows"])
+        return [submitted, finished, queued, rows]

@@ -3,6 +3,7 @@ SQLite (the default) or on Debian's redis-server, each a subprocess on loopback.
 
 import csv
 import io
+import json
 import os
 import signal
 import subprocess
@@ -311,6 +312,21 @@ def test_on_redis_any_server_answers_for_a_job_another_took(tmp_path, redis_url)
                               timeout=60).json()
         assert close_answers(answer, expected(rows))
         assert not (tmp_path / "data").exists()  # nothing of it on SQLite
+        cancelled = submit(two, json={"features": iris_rows(10)}, **auth)  # maybe run already
+        requests.delete(f"{two.url}/jobs/{cancelled['job_id']}", headers=auth, timeout=10)
+        for server in (one, two):  # the queue's totals, the same from either server
+            metrics = requests.get(f"{server.url}/metrics", headers=auth, timeout=10).text
+            values = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+                      for line in metrics.splitlines() if line.startswith("modelfly_job")}
+            assert values["modelfly_jobs_submitted_total"] == 2
+            assert values['modelfly_jobs_finished_total{status="succeeded"}'] + values[
+                'modelfly_jobs_finished_total{status="cancelled"}'] == 2
+            assert values["modelfly_jobs_queued"] == 0
+            assert values["modelfly_job_rows_predicted_total"] in (30_000, 30_010)
+        lines = [json.loads(line) for line in (tmp_path / "worker.log").read_text().splitlines()
+                 if line.startswith("{")]
+        assert any(line["logger"] == "modelfly" and "succeeded after 30000 of 30000 rows"
+                   in line["message"] for line in lines)
     finally:
         one.stop()
         two.stop()
