@@ -121,7 +121,8 @@ class Jobs:
     def run(self, job_id: str, attempt: int) -> None:
         """Predict the job's chunks from the first not done, writing progress after each."""
         state = self._read(job_id)
-        if state is None or state["status"] in FINISHED or state["attempt"] != attempt:
+        if state is None or state["status"] in FINISHED or state["attempt"] != attempt \
+                or self._cancelled(job_id):
             return
         self._moved(state["status"], "running")
         state.update(status="running", started_at=state["started_at"] or time.time(),

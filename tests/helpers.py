@@ -4,6 +4,7 @@ import http.server
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -209,6 +210,32 @@ def start_serve(tmp_path: Path, env: dict | None = None) -> Server:
     port = free_port()
     argv = [sys.executable, "serve.py", "--bind", f"127.0.0.1:{port}"]
     return Server(argv, port, tmp_path / f"serve-{port}.log", env)
+
+
+class Worker:
+    """`python -m modelfly worker` in a session of its own (so that SIGKILL takes its
+    processes with it), stopped by its PID."""
+
+    def __init__(self, env: dict, log: Path, processes: int = 1) -> None:
+        self.log = log
+        with open(log, "ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "modelfly", "worker", "--processes", str(processes)],
+                cwd=ROOT, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True)
+
+    def kill(self) -> None:
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                return self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.process.returncode
 
 
 def serve_models(tmp_path: Path, models: Path, **env: str) -> Server:

@@ -10,9 +10,10 @@ import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy
 import pandas
 import pytest
-from helpers import XSS, XSS_CLASS, Server, serve_models
+from helpers import XSS, XSS_CLASS, Server, Worker, serve_models
 from palmerpenguins import load_penguins
 from selenium import webdriver
 from selenium.common.exceptions import NoAlertPresentException
@@ -49,9 +50,14 @@ def serve(tmp_path_factory, showcase: Path, **env: str) -> Server:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, showcase) -> Iterator[Server]:
-    server = serve(tmp_path_factory, showcase)
+    """The server, and a worker for its jobs."""
+    data = tmp_path_factory.mktemp("jobs")
+    env = {"MODELFLY_DATA_DIR": str(data), "MODELFLY_MODELS_DIR": str(showcase)}
+    server = serve(tmp_path_factory, showcase, **env)
+    worker = Worker(env, data / "worker.log")
     yield server
     server.stop()
+    assert worker.stop() == 0
 
 
 @pytest.fixture(scope="module")
@@ -222,6 +228,33 @@ def test_a_csv_file_goes_in_batches_and_comes_back_as_a_download(page, in_proces
     records = [{key: None if pandas.isna(value) else value for key, value in row.items()}
                for row in frame.to_dict("records")]
     want = expected(in_process, "penguins", records)
+    assert [row["prediction"] for row in got] == want["predictions"]
+    for row, probabilities in zip(got, want["probabilities"], strict=True):
+        for label, probability in probabilities.items():
+            assert math.isclose(float(row[f"p_{label}"]), probability, abs_tol=1e-12)
+    target.unlink()
+
+
+def test_a_large_csv_file_goes_as_a_job(page, in_process, downloads, tmp_path):
+    rows = numpy.random.default_rng(7).uniform([4, 2, 1, 0.1], [8, 4.5, 7, 2.5],
+                                               size=(6_000, 4)).round(2)
+    source = tmp_path / "iris.csv"
+    pandas.DataFrame(rows, columns=[f["name"] for f in in_process.card("iris")["features"]]
+                     ).to_csv(source, index=False)
+    browser = page("/ui/iris")
+    form_of(browser)
+    browser.find_element(By.ID, "csv-file").send_keys(str(source))
+    browser.find_element(By.ID, "csv-run").click()
+    link = wait(browser, lambda d: (a := d.find_element(By.ID, "csv-download")).is_displayed()
+                and a, seconds=60)
+    assert browser.find_element(By.ID, "csv-status").text == \
+        "Job succeeded: 6000 of 6000 rows predicted."
+    link.click()
+    target = downloads / "iris-answers.csv"
+    wait(browser, lambda d: target.exists() and target.stat().st_size > 0, seconds=30)
+    with target.open() as answers:
+        got = list(csv.DictReader(answers))
+    want = expected(in_process, "iris", rows.tolist())
     assert [row["prediction"] for row in got] == want["predictions"]
     for row, probabilities in zip(got, want["probabilities"], strict=True):
         for label, probability in probabilities.items():

@@ -4,8 +4,6 @@ SQLite (the default) or on Debian's redis-server, each a subprocess on loopback.
 import csv
 import io
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -16,7 +14,7 @@ import numpy
 import pandas
 import pytest
 import requests
-from helpers import ROOT, Server, close_answers, start_serve
+from helpers import ROOT, Server, Worker, close_answers, start_serve
 from palmerpenguins import load_penguins
 
 from bench.servers import free_port
@@ -25,32 +23,6 @@ from predict import predict
 
 TOKEN = "jobs-test-token"
 IRIS_HEADER = "sepal_length,sepal_width,petal_length,petal_width"
-
-
-class Worker:
-    """`python -m modelfly worker` in a session of its own (so that SIGKILL takes its
-    processes with it), stopped by its PID."""
-
-    def __init__(self, env: dict, log: Path, processes: int = 1) -> None:
-        self.log = log
-        with open(log, "ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "modelfly", "worker", "--processes", str(processes)],
-                cwd=ROOT, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True)
-
-    def kill(self) -> None:
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                return self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        return self.process.returncode
 
 
 def job_env(tmp_path: Path, **extra: str) -> dict:

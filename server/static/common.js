@@ -53,13 +53,21 @@ const modelfly = (() => {
   // POSTs `body` as JSON to `path`; resolves to {status, body}, the body an object (an error
   // the server sent, or one saying what went wrong on the way).
   async function call(path, body) {
+    return request(path, {method: "POST", body: JSON.stringify(body),
+                          type: "application/json"});
+  }
+
+  // Any call: `method`, a `body` of content `type`, the answer read as JSON or, when `accept`
+  // is given and answered, as text ({status, text}).
+  async function request(path, {method = "GET", body, type, accept} = {}) {
     for (;;) {
-      const headers = {"Content-Type": "application/json", Accept: "application/json"};
+      const headers = {Accept: accept || "application/json"};
+      if (type) headers["Content-Type"] = type;
       const current = await token();
       if (current) headers.Authorization = `Bearer ${current}`;
       let response;
       try {
-        response = await fetch(path, {method: "POST", headers, body: JSON.stringify(body)});
+        response = await fetch(path, {method, headers, body});
       } catch (failure) {
         return {status: 0, body: {error: "the server could not be reached"}};
       }
@@ -69,6 +77,7 @@ const modelfly = (() => {
           : "This server needs a token.");
         continue;
       }
+      if (accept && response.ok) return {status: response.status, text: await response.text()};
       try {
         return {status: response.status, body: await response.json()};
       } catch (failure) {
@@ -78,5 +87,5 @@ const modelfly = (() => {
     }
   }
 
-  return {el, call, token, storedToken};
+  return {el, call, request, token, storedToken};
 })();

@@ -3,10 +3,12 @@
 // POST /predict without reloading the page; a CSV file predicted in batches. The server
 // checks every value: the page sends what was typed and shows what the server says.
 (() => {
-  const {el, call} = modelfly;
+  const {el, call, request} = modelfly;
   const name = decodeURIComponent(location.pathname.split("/")[2] || "");
   // Rows per request: the server's limit, and no more than keeps a request quick.
   const batchRows = Math.min(Number(document.body.dataset.maxRows) || 100, 500);
+  // A file of more rows than this goes in as one job (POST /jobs), for the server's workers.
+  const jobRows = 5000;
   const $ = (id) => document.getElementById(id);
   const form = $("predict-form");
   const fields = $("fields");
@@ -222,11 +224,12 @@
       return fail(`Line ${short + 2} of the file has ${lines[short].length} cell(s); ` +
                   `its header has ${header.length}.`);
     }
-    const records = lines.map((line) => Object.fromEntries(
-      header.map((column, i) => [column, csvValue(byName.get(column), line[i])])));
-    progress.max = records.length;
+    progress.max = lines.length;
     progress.value = 0;
     progress.hidden = false;
+    if (lines.length > jobRows) return predictFileAsJob(file, lines.length, fail);
+    const records = lines.map((line) => Object.fromEntries(
+      header.map((column, i) => [column, csvValue(byName.get(column), line[i])])));
     const answers = [];
     let size = batchRows;
     while (answers.length < records.length) {
@@ -247,11 +250,40 @@
       status.textContent = `${answers.length} of ${records.length} rows predicted.`;
     }
     const columns = ["prediction", ...(card.classes || []).map((label) => `p_${label}`)];
-    const text = [columns, ...answers].map((line) => line.map(csvCell).join(",")).join("\n") + "\n";
+    offer([columns, ...answers].map((line) => line.map(csvCell).join(",")).join("\n") + "\n",
+          answers.length);
+  }
+
+  // The file as it is, as a job: its progress polled, its answers fetched as CSV.
+  async function predictFileAsJob(file, rows, fail) {
+    const status = $("csv-status");
+    const query = `?model=${encodeURIComponent(name)}&version=${encodeURIComponent(card.version)}`;
+    const submitted = await request(`/jobs${query}`, {method: "POST", body: file,
+                                                      type: "text/csv"});
+    if (submitted.status !== 202) return fail(submitted.body.error);
+    const job = submitted.body;
+    for (let delay = 100; ; delay = Math.min(delay * 1.5, 2000)) {
+      const state = await request(job.status_url);
+      if (state.status !== 200) return fail(state.body.error);
+      $("csv-progress").value = state.body.rows_done;
+      status.textContent = `Job ${state.body.status}: ${state.body.rows_done} of ${rows} rows predicted.`;
+      if (state.body.status === "succeeded") break;
+      if (state.body.status === "failed" || state.body.status === "cancelled") {
+        return fail(state.body.error || `the job was ${state.body.status}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
+    const answers = await request(job.result_url, {accept: "text/csv"});
+    if (answers.text === undefined) return fail(answers.body.error);
+    offer(answers.text, rows);
+  }
+
+  function offer(text, rows) {
+    const download = $("csv-download");
     if (download.href) URL.revokeObjectURL(download.href);
     download.href = URL.createObjectURL(new Blob([text], {type: "text/csv"}));
     download.download = `${name}-answers.csv`;
-    download.textContent = `Download the answers (${answers.length} rows, CSV)`;
+    download.textContent = `Download the answers (${rows} rows, CSV)`;
     download.hidden = false;
     download.focus();
   }
