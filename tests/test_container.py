@@ -137,3 +137,35 @@ def test_hadolint_finds_nothing():
     done = subprocess.run([hadolint, "Dockerfile"], cwd=ROOT, capture_output=True, text=True,
                           timeout=60)
     assert (done.returncode, done.stdout) == (0, "")
+
+
+@pytest.mark.container
+def test_the_image_runs_a_worker_for_the_servers_jobs(image):
+    """The server and `python -m modelfly worker` in two containers of the image, sharing the
+    SQLite queue on a volume, as on one machine."""
+    port, volume = free_port(), f"modelfly-jobs-{uuid.uuid4().hex[:8]}"
+    docker("volume", "create", volume)
+    shared = ["--network", "host", "-v", f"{volume}:/var/lib/modelfly"]
+    server = docker("run", "-d", *shared, "-e", f"MODELFLY_BIND=127.0.0.1:{port}", image)
+    worker = docker("run", "-d", *shared, image, "python", "-m", "modelfly", "worker")
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(url + "/ready", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert time.monotonic() < deadline, docker("logs", server)
+            time.sleep(0.2)
+        rows = [GOOD_ROW, [5.1, 3.5, 1.4, 0.2]] * 5_000
+        with ModelClient(url) as client:
+            answer = client.submit(rows).wait(timeout=120)
+        assert answer["predictions"] == predict(rows[:2])["predictions"] * 5_000
+        docker("stop", "--time", "20", worker, timeout=60)
+        assert docker("inspect", "--format", "{{.State.ExitCode}}", worker) == "0"
+    finally:
+        subprocess.run(["docker", "rm", "-f", server, worker], capture_output=True, timeout=60)
+        subprocess.run(["docker", "volume", "rm", "-f", volume], capture_output=True,
+                       timeout=60)
