@@ -140,9 +140,10 @@ def _csv(state: dict, chunks: Iterator[Chunk]) -> Iterator[bytes]:
             continue
         # the numbers as orjson writes them, a row a line, after the label's cell
         numbers = orjson.dumps(probabilities, option=orjson.OPT_SERIALIZE_NUMPY)[2:-2]
-        cells = {label: _cell(label) for label in set(map(str, predictions))}
-        yield "".join(f"{cells[str(label)]},{row}\n" for label, row in zip(
-            predictions, numbers.decode().split("],["), strict=True)).encode()
+        cells = {label: _cell(str(label)) for label in set(predictions)}
+        lines = map(",".join, zip(map(cells.__getitem__, predictions),
+                                  numbers.decode().split("],["), strict=True))
+        yield ("\n".join(lines) + "\n").encode()
 
 
 def _cell(value: str) -> str:
