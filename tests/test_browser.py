@@ -16,7 +16,7 @@ import pytest
 from helpers import XSS, XSS_CLASS, Server, Worker, serve_models
 from palmerpenguins import load_penguins
 from selenium import webdriver
-from selenium.common.exceptions import NoAlertPresentException
+from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
@@ -110,7 +110,9 @@ def expected(models: Registry, name: str, features, version: str | None = None) 
 
 
 def wait(browser: WebDriver, condition: Callable[[WebDriver], object], seconds: float = 15):
-    return WebDriverWait(browser, seconds).until(condition)
+    # an element found as the page replaces it (the bars of a new answer) is looked up again
+    return WebDriverWait(browser, seconds,
+                         ignored_exceptions=(StaleElementReferenceException,)).until(condition)
 
 
 def form_of(browser: WebDriver) -> WebElement:
