@@ -30,11 +30,14 @@ def read_csv(data: bytes, card: dict, max_rows: int, max_text_chars: int) -> Row
         raise BadInput(f"the CSV is not UTF-8: line {line}, byte {error.start} is "
                        f"0x{data[error.start]:02x}") from None
     lines = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
-    header = next(lines, None)
-    if not header:
-        raise BadInput("the CSV is empty; send a header row of feature names, then one row "
-                       "per line")
-    rows = [row for row in lines if row]  # blank lines hold no row
+    try:
+        header = next(lines, None)
+        if not header:
+            raise BadInput("the CSV is empty; send a header row of feature names, then one "
+                           "row per line")
+        rows = [row for row in lines if row]  # blank lines hold no row
+    except csv.Error as problem:  # a NUL byte, a lone carriage return in a cell
+        raise BadInput(f"the CSV cannot be read: line {lines.line_num}: {problem}") from None
     if not rows:
         raise BadInput("the CSV has a header but no rows")
     if len(rows) > max_rows:
@@ -77,7 +80,8 @@ def _plain_numbers(data: bytes, names: list[str], max_rows: int) -> numpy.ndarra
         header = next(csv.reader([data[:end if end >= 0 else None].decode("utf-8").strip()]))
         frame = pandas.read_csv(io.BytesIO(data), dtype="float64", engine="c",
                                 encoding="utf-8")
-    except (ValueError, UnicodeDecodeError, pandas.errors.ParserError, StopIteration):
+    except (ValueError, UnicodeDecodeError, pandas.errors.ParserError, StopIteration,
+            csv.Error):
         return None
     if list(frame.columns) != header or sorted(header) != sorted(names) or \
             not 0 < len(frame) <= max_rows:

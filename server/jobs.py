@@ -82,6 +82,9 @@ class JobRoutes:
             job = self.jobs.submit_csv(body, *(query.get(key, [None])[-1]
                                                for key in ("model", "version")))
         elif content_type == "application/json":
+            if environ.get("QUERY_STRING"):
+                return error(400, "a JSON job names its model and version in the body; the "
+                                  "query string is for CSV jobs")
             try:
                 request = orjson.loads(body)
             except orjson.JSONDecodeError as problem:

@@ -7,6 +7,7 @@ answer is listed, with the error schema.
 
 from typing import Any
 
+from modelfly.jobs import FINISHED, JOB_ID, PUBLIC
 from modelfly.registry import Registry
 from modelfly.schema import answer_schema, features_schema
 from server.settings import ServerSettings
@@ -29,14 +30,18 @@ def document(models: Registry, settings: ServerSettings) -> dict:
     """The OpenAPI document for the models in `models`, as served with `settings`."""
     schemas: dict[str, Any] = {"error": {
         "type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}}
-    requests, answers, examples = [], [], {}
+    requests, answers, examples, jobs = [], [], {}, []
     for name in models.names:
         for version in models.catalog.versions(name):
             card = models.card(name, version)
             key = f"{name}-{version}"
-            schemas[f"{key}.request"] = _request(card, models, name, version)
+            schemas[f"{key}.request"] = _request(card, models, name, version,
+                                                 models.settings.max_rows)
+            schemas[f"{key}.job"] = _request(card, models, name, version,
+                                             settings.jobs.max_rows)
             schemas[f"{key}.answer"] = answer_schema(card)
             requests.append({"$ref": f"#/components/schemas/{key}.request"})
+            jobs.append({"$ref": f"#/components/schemas/{key}.job"})
             answers.append({"$ref": f"#/components/schemas/{key}.answer"})
             if card.get("golden"):  # the card's own example: the docs offer it to try
                 examples[key] = {"summary": f"{name} {version}", "value": {
@@ -88,6 +93,7 @@ def document(models: Registry, settings: ServerSettings) -> dict:
                     "application/json": {"schema": {"type": "object"}}}},
                               **_errors(protected)}}},
             "/docs": {"get": _page("Interactive API docs of this document")},
+            **_job_paths(models, jobs, answers, protected),
             "/ui/{name}": {"get": {
                 **_page("A model's page: a form made from its card",
                         {"404": {"description": "no such model", "content": HTML}}),
@@ -105,7 +111,7 @@ def document(models: Registry, settings: ServerSettings) -> dict:
     return doc
 
 
-def _request(card: dict, models: Registry, name: str, version: str) -> dict:
+def _request(card: dict, models: Registry, name: str, version: str, max_rows: int) -> dict:
     """The body naming this version: `model` may be left out (or null) for the default model,
     `version` for the default version."""
     default_model = name == models.settings.default_model
@@ -116,11 +122,55 @@ def _request(card: dict, models: Registry, name: str, version: str) -> dict:
     if not default_version:
         required.append("version")
     return {"type": "object", "properties": {
-        "features": features_schema(card, models.settings.max_rows,
-                                    models.settings.max_text_chars),
+        "features": features_schema(card, max_rows, models.settings.max_text_chars),
         "model": {"enum": [name, None] if default_model else [name]},
         "version": {"enum": [version, None] if default_version else [version]}},
         "required": required, "additionalProperties": False}
+
+
+def _job_paths(models: Registry, jobs: list[dict], answers: list[dict],
+               protected: dict) -> dict:
+    """/jobs: submit (predict's body as JSON, or a CSV with model and version in the query),
+    its status, its answers, its cancellation."""
+    job = {"type": "object", "required": list(PUBLIC), "properties": {
+        "job_id": {"type": "string", "pattern": f"^{JOB_ID.pattern}$"},
+        "status": {"enum": ["queued", "running", *FINISHED]},
+        "model": {"type": "string"}, "version": {"type": "string"},
+        "rows": {"type": "integer", "minimum": 1}, "rows_done": {"type": "integer", "minimum": 0},
+        "created_at": {"type": "string"}, "started_at": {"type": ["string", "null"]},
+        "finished_at": {"type": ["string", "null"]}, "error": {"type": ["string", "null"]},
+        "deleted": {"type": "boolean"}}}
+    submitted = {"type": "object", "required": ["job_id", "status", "status_url", "result_url"]}
+    job_id = {"name": "job_id", "in": "path", "required": True,
+              "schema": {"type": "string", "pattern": f"^{JOB_ID.pattern}$"}}
+    unknown = {"404": "no such job: unknown, malformed or expired"}
+    status = {"200": {"description": "the job", "content": {
+        "application/json": {"schema": job}}}, **_errors({**protected, **unknown})}
+    return {
+        "/jobs": {"post": {
+            "summary": "Submit a batch as a job: predict's body, or a CSV file with a header "
+                       "row (then model and version in the query)",
+            "parameters": [
+                {"name": "model", "in": "query", "schema": {"enum": models.names}},
+                {"name": "version", "in": "query", "schema": {"type": "string"}}],
+            "requestBody": {"required": True, "content": {
+                "application/json": {"schema": {"anyOf": jobs}},
+                "text/csv": {"schema": {"type": "string"}}}},
+            "responses": {"202": {"description": "queued", "content": {
+                "application/json": {"schema": submitted}}},
+                **_errors({**CALL_ERRORS, **protected, "404": "unknown model or version",
+                           "503": "the model failed its checks and is not served"})}}},
+        "/jobs/{job_id}": {
+            "parameters": [job_id],
+            "get": {"summary": "A job's status and progress", "responses": status},
+            "delete": {"summary": "Cancel a job and delete its data", "responses": status}},
+        "/jobs/{job_id}/result": {"parameters": [job_id], "get": {
+            "summary": "A succeeded job's answers, as predict gives them, or CSV",
+            "responses": {"200": {"description": "the answers", "content": {
+                "application/json": {"schema": {"anyOf": answers}},
+                "text/csv": {"schema": {"type": "string"}}}},
+                **_errors({**protected, **unknown, "409": "the job has not succeeded"})}}},
+    }
 
 
 def _function(summary: str, body: dict, answer: dict, protected: dict,

@@ -141,6 +141,8 @@ def test_a_csv_job_with_categories_and_gaps_answers_what_predict_answers(sqlite_
      "the CSV header has unknown column(s) 'colour' and missing column(s) 'petal_width'"),
     (f"{IRIS_HEADER}\n5.9,3.0,5.1,\xff\n".encode("latin-1"), 400,
      "the CSV is not UTF-8: line 2, byte 62 is 0xff"),
+    ("\x18\x7f\u00b3\r\U00080419i".encode(), 400,  # schemathesis' find: a lone CR
+     "the CSV header has unknown column(s)"),
 ])
 def test_a_bad_csv_is_refused_at_submission_naming_the_row(sqlite_setup, body, status,
                                                           message):

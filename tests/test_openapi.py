@@ -27,8 +27,9 @@ CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,"
 
 
 def serve(tmp_path_factory: pytest.TempPathFactory, showcase: Path, **env: str) -> Server:
-    return serve_models(tmp_path_factory.mktemp("serve"), showcase,
-                        MODELFLY_MAX_TEXT_CHARS=str(MAX_TEXT_CHARS), **env)
+    tmp = tmp_path_factory.mktemp("serve")
+    return serve_models(tmp, showcase, MODELFLY_MAX_TEXT_CHARS=str(MAX_TEXT_CHARS),
+                        MODELFLY_DATA_DIR=str(tmp / "data"), **env)
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +61,8 @@ def test_the_document_is_valid_openapi_3_1_with_auth_where_a_token_is_set(server
         validate(doc)  # raises on any fault
         assert doc["openapi"] == "3.1.0"
         assert {"/predict", "/info", "/health", "/ready", "/metrics", "/", "/openapi.json",
-                "/docs", "/ui/{name}"} == set(doc["paths"])
+                "/docs", "/ui/{name}", "/jobs", "/jobs/{job_id}",
+                "/jobs/{job_id}/result"} == set(doc["paths"])
     assert "security" not in plain and "securitySchemes" not in plain["components"]
     assert guarded["security"] == [{"token": []}]
     assert guarded["components"]["securitySchemes"]["token"] == {
@@ -172,4 +174,6 @@ def test_schemathesis_finds_nothing_against_the_production_server(server, token_
     done = subprocess.run(argv, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     summary = done.stdout[-3000:]
     assert done.returncode == 0, summary
-    assert "No issues found" in summary and "9 passed" in summary, summary
+    # 13 operations; its warnings (random CSV text mostly refused, job ids it cannot guess)
+    # are not failures
+    assert "13 passed" in summary and "failure" not in summary, summary
