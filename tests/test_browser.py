@@ -214,22 +214,31 @@ def test_a_csv_file_goes_in_batches_and_comes_back_as_a_download(page, in_proces
     source = tmp_path / "penguins.csv"
     frame.to_csv(source, index=False)
     browser = page("/ui/penguins")
-    form_of(browser)
-    browser.find_element(By.ID, "csv-file").send_keys(str(source))
-    browser.find_element(By.ID, "csv-run").click()
-    link = wait(browser, lambda d: (a := d.find_element(By.ID, "csv-download")).is_displayed()
-                and a, seconds=60)
+    link = upload(browser, source)
     progress = browser.find_element(By.ID, "csv-progress")
     assert progress.get_attribute("value") == progress.get_attribute("max") == str(len(frame))
     assert browser.find_element(By.ID, "csv-status").text == "1032 of 1032 rows predicted."
+    records = [{key: None if pandas.isna(value) else value for key, value in row.items()}
+               for row in frame.to_dict("records")]
+    assert_download(browser, link, downloads / "penguins-answers.csv",
+                    expected(in_process, "penguins", records))
+
+
+def upload(browser: WebDriver, source: Path) -> WebElement:
+    """The CSV file sent from the page's batch part; its download link once answered."""
+    form_of(browser)
+    browser.find_element(By.ID, "csv-file").send_keys(str(source))
+    browser.find_element(By.ID, "csv-run").click()
+    return wait(browser, lambda d: (a := d.find_element(By.ID, "csv-download")).is_displayed()
+                and a, seconds=60)
+
+
+def assert_download(browser: WebDriver, link: WebElement, target: Path, want: dict) -> None:
+    """The downloaded CSV holds the in-process answers, one line a row."""
     link.click()
-    target = downloads / "penguins-answers.csv"
     wait(browser, lambda d: target.exists() and target.stat().st_size > 0, seconds=30)
     with target.open() as answers:
         got = list(csv.DictReader(answers))
-    records = [{key: None if pandas.isna(value) else value for key, value in row.items()}
-               for row in frame.to_dict("records")]
-    want = expected(in_process, "penguins", records)
     assert [row["prediction"] for row in got] == want["predictions"]
     for row, probabilities in zip(got, want["probabilities"], strict=True):
         for label, probability in probabilities.items():
@@ -244,24 +253,11 @@ def test_a_large_csv_file_goes_as_a_job(page, in_process, downloads, tmp_path):
     pandas.DataFrame(rows, columns=[f["name"] for f in in_process.card("iris")["features"]]
                      ).to_csv(source, index=False)
     browser = page("/ui/iris")
-    form_of(browser)
-    browser.find_element(By.ID, "csv-file").send_keys(str(source))
-    browser.find_element(By.ID, "csv-run").click()
-    link = wait(browser, lambda d: (a := d.find_element(By.ID, "csv-download")).is_displayed()
-                and a, seconds=60)
+    link = upload(browser, source)
     assert browser.find_element(By.ID, "csv-status").text == \
         "Job succeeded: 6000 of 6000 rows predicted."
-    link.click()
-    target = downloads / "iris-answers.csv"
-    wait(browser, lambda d: target.exists() and target.stat().st_size > 0, seconds=30)
-    with target.open() as answers:
-        got = list(csv.DictReader(answers))
-    want = expected(in_process, "iris", rows.tolist())
-    assert [row["prediction"] for row in got] == want["predictions"]
-    for row, probabilities in zip(got, want["probabilities"], strict=True):
-        for label, probability in probabilities.items():
-            assert math.isclose(float(row[f"p_{label}"]), probability, abs_tol=1e-12)
-    target.unlink()
+    assert_download(browser, link, downloads / "iris-answers.csv",
+                    expected(in_process, "iris", rows.tolist()))
 
 
 def test_card_strings_are_text_and_run_nothing(page, in_process, tmp_path):

@@ -71,6 +71,18 @@ def image(engine):
     subprocess.run(["docker", "image", "rm", "-f", tag], capture_output=True, timeout=60)
 
 
+def wait_until_ready(url: str, container: str) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if requests.get(url + "/ready", timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        assert time.monotonic() < deadline, docker("logs", container)
+        time.sleep(0.2)
+
+
 def test_readme_shows_the_commands_this_test_runs():
     assert README_BUILD in README and README_RUN in README
 
@@ -86,15 +98,7 @@ def test_the_image_serves_checks_and_stops(image):
                                timeout=60).stdout.strip()
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(url + "/ready", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert time.monotonic() < deadline, docker("logs", container)
-            time.sleep(0.2)
+        wait_until_ready(url, container)
 
         with ModelClient(url, token=TOKEN) as client:
             assert client.predict(GOOD_ROW) == predict(GOOD_ROW)
@@ -150,15 +154,7 @@ def test_the_image_runs_a_worker_for_the_servers_jobs(image):
     worker = docker("run", "-d", *shared, image, "python", "-m", "modelfly", "worker")
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(url + "/ready", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert time.monotonic() < deadline, docker("logs", server)
-            time.sleep(0.2)
+        wait_until_ready(url, server)
         rows = [GOOD_ROW, [5.1, 3.5, 1.4, 0.2]] * 5_000
         with ModelClient(url) as client:
             answer = client.submit(rows).wait(timeout=120)
