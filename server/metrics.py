@@ -5,6 +5,7 @@ writes its samples to files there and `/metrics` adds them up; without it, the n
 this process's alone.
 """
 
+import logging
 import os
 from collections.abc import Callable
 
@@ -19,6 +20,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+log = logging.getLogger("modelfly")
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
                    5.0)
 
@@ -76,8 +78,13 @@ class Metrics:
             registry = self._own
         text = generate_latest(registry)
         if job_counts is not None:
+            try:
+                counts = job_counts()
+            except Exception as problem:  # the queue down must not take the metrics with it
+                log.warning("the job queue cannot be read for /metrics: %s", problem)
+                return text
             jobs = CollectorRegistry()
-            jobs.register(_JobTotals(job_counts()))
+            jobs.register(_JobTotals(counts))
             text += generate_latest(jobs)
         return text
 

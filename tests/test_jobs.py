@@ -175,6 +175,17 @@ def test_limits_of_their_own(tmp_path):
     env = job_env(tmp_path, MODELFLY_JOB_MAX_ROWS="100", MODELFLY_JOB_MAX_BODY_BYTES="4000")
     server = start_serve(tmp_path, env=env)
     try:
+        # a queue that cannot be read leaves the other metrics be
+        (tmp_path / "down").mkdir()
+        down = start_serve(tmp_path / "down", env={
+            "MODELFLY_QUEUE_URL": f"redis://127.0.0.1:{free_port()}/0"})
+        try:
+            requests.get(f"{down.url}/health", timeout=10)
+            metrics = requests.get(f"{down.url}/metrics", timeout=30)
+            assert metrics.status_code == 200 and "modelfly_http_requests_total" in metrics.text
+            assert "modelfly_jobs_submitted" not in metrics.text
+        finally:
+            down.stop()
         too_many = requests.post(f"{server.url}/jobs", json={"features": iris_rows(101)},
                                  timeout=10)
         assert too_many.status_code == 413 and "at most 100" in too_many.json()["error"]
