@@ -24,6 +24,7 @@ from modelfly.model import per_row
 from server.answers import Answer, error, json_answer
 
 JOB_KEYS = ("features", "model", "version")
+ALLOWED = {"/jobs": ("POST",), "/jobs/{id}": ("GET", "DELETE"), "/jobs/{id}/result": ("GET",)}
 
 
 def route(path: str) -> str | None:
@@ -55,10 +56,10 @@ class JobRoutes:
     def answer(self, environ: dict, path: str, method: str, body: bytes) -> Answer:
         """The answer to a /jobs request whose body (for POST) has been read."""
         label = route(path)
-        allowed = {"/jobs": "POST", "/jobs/{id}": "GET, DELETE", "/jobs/{id}/result": "GET"}
-        if method not in allowed[label] or method == "HEAD" and label == "/jobs":
-            return error(405, f"{label} takes {allowed[label]}, received {method[:10]}",
-                         ("Allow", allowed[label]))
+        allowed = ALLOWED[label]
+        if method not in allowed:
+            return error(405, f"{label} takes {', '.join(allowed)}, received {method[:10]}",
+                         ("Allow", ", ".join(allowed)))
         try:
             if label == "/jobs":
                 return self._submit(environ, body)
