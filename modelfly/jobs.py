@@ -4,8 +4,9 @@ chunk, its progress written after each chunk, its answers kept MODELFLY_JOB_TTL 
 A job lives in the queue's key-value store (queue.py), so that any server replica and any
 worker can read it: `job:<id>` is its state, `job:<id>:in:<k>` and `job:<id>:out:<k>` its k-th
 chunk of rows and of answers (the predictions as JSON, the probabilities as one float array),
-`job:<id>:cancelled` a cancellation, kept apart so that no progress write can undo it. Values
-are JSON or .npy, never pickles.
+`job:<id>:end` how it ended, written once (put_if_empty, atomic on both backends), so that a
+job cancelled as it succeeds is one or the other, and no progress write undoes a cancellation.
+Values are JSON or .npy, never pickles.
 
 huey loses a task whose worker dies mid-way. So a watch task, scheduled for each job, puts a
 running job that has written no progress for MODELFLY_JOB_STALE_SECONDS back on the queue,
@@ -108,10 +109,9 @@ class Jobs:
         """Cancel the job (a running one stops at its next chunk) and delete its rows and
         answers; a finished job is deleted whole."""
         state = self._state(job_id)
-        if state["status"] in FINISHED:
-            self.expire(state["job_id"])
+        if state["status"] in FINISHED or not self._end(state["job_id"], "cancelled"):
+            self.expire(state["job_id"])  # it had ended already
             return {**public(state), "deleted": True}
-        self.huey.storage.put_data(f"job:{state['job_id']}:cancelled", b"1")
         self._moved(state["status"], "cancelled")
         self._drop_data(state)
         return {**public(state), "status": "cancelled"}
@@ -182,7 +182,7 @@ class Jobs:
             if state["status"] == "queued" and not self._cancelled(job_id):
                 self._moved("queued", "expired")
             self._drop_data(state)
-        for key in (f"job:{job_id}", f"job:{job_id}:cancelled"):
+        for key in (f"job:{job_id}", f"job:{job_id}:end"):
             self.huey.storage.delete_data(key)
 
     # --- the parts
@@ -228,6 +228,8 @@ class Jobs:
         return answer[0].tolist(), answer[1]
 
     def _finish(self, state: dict, status: str, error: str | None = None) -> None:
+        if not self._end(state["job_id"], status):  # cancelled meanwhile
+            return self._drop_data(state)
         self._moved(state["status"], status)
         state.update(status=status, error=error, finished_at=time.time())
         self._write(state)
@@ -277,7 +279,11 @@ class Jobs:
         self.huey.storage.put_data(f"job:{state['job_id']}", orjson.dumps(state))
 
     def _cancelled(self, job_id: str) -> bool:
-        return self.huey.storage.peek_data(f"job:{job_id}:cancelled") is not EmptyData
+        return self.huey.storage.peek_data(f"job:{job_id}:end") == b"cancelled"
+
+    def _end(self, job_id: str, status: str) -> bool:
+        """Whether the job ends as `status`: false if it had ended otherwise already."""
+        return self.huey.storage.put_if_empty(f"job:{job_id}:end", status.encode())
 
 
 def public(state: dict) -> dict:
