@@ -21,6 +21,9 @@ COPY server/ server/
 COPY models/ models/
 # Configuration is by environment: MODELFLY_TOKEN, MODELFLY_MAX_BODY_BYTES, WEB_CONCURRENCY...
 # (README, "Running in production"). The image listens on all interfaces, port 5000.
+# Signed models only: mount the public key read-only and name it (never the private key):
+#   -v $PWD/keys/modelfly-signing.pub:/etc/modelfly/trusted-keys/team.pub:ro
+#   -e MODELFLY_TRUSTED_KEYS=/etc/modelfly/trusted-keys/team.pub
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

@@ -1,10 +1,15 @@
-"""modelfly's command line: `python -m modelfly add MODEL_FILE --name N --version V --example F`
-and `python -m modelfly worker [--processes N]` (modelfly/worker.py, the jobs' worker).
+"""modelfly's command line:
 
-`add` adds a model the user made (a joblib file) to the models directory, with a card inferred from
-the estimator and the example (a CSV file with a header, or JSON lines of records), after
-loading it back through the server's checks. Exit codes: 0 added, 2 nothing written (the
-message says why and what to pass).
+    python -m modelfly add MODEL_FILE --name N --version V --example F [--sign-key KEY]
+    python -m modelfly keygen DIR
+    python -m modelfly sign NAME [--version V] --key KEY
+    python -m modelfly worker [--processes N]      (modelfly/worker.py, the jobs' worker)
+
+`add` adds a model the user made (a joblib file) to the models directory, with a card inferred
+from the estimator and the example (a CSV file with a header, or JSON lines of records), after
+scanning its pickle and loading it back through the server's checks. `keygen` writes a key pair,
+`sign` signs a model version already there (after the same checks). Exit codes: 0 done, 2 nothing
+written (the message says why and what to pass).
 """
 
 import argparse
@@ -37,20 +42,37 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add.add_argument("--labels", metavar="COLUMN",
                      help="a column of the example holding the true answers: dropped from "
                           "the inputs, it gives the card's metrics")
-    add.add_argument("--models-dir", type=Path,
-                     default=Path(os.environ.get("MODELFLY_MODELS_DIR") or DEFAULT_MODELS_DIR),
-                     help="where to write (env MODELFLY_MODELS_DIR; default models/)")
+    add.add_argument("--sign-key", type=Path, metavar="PRIVATE_KEY",
+                     help="sign the model and its card with this key (python -m modelfly "
+                          "keygen)")
+    keygen = commands.add_parser(
+        "keygen", help="write a signing key pair into DIR",
+        description="Write modelfly-signing.key (private, mode 0600: keep it out of images "
+                    "and repositories) and modelfly-signing.pub (for MODELFLY_TRUSTED_KEYS).")
+    keygen.add_argument("directory", metavar="DIR", type=Path)
+    sign = commands.add_parser(
+        "sign", help="sign a model version already in the models directory",
+        description="Check a model version (its pickle scanned, its card's checks), then sign "
+                    "its file and card together: <version>.sig beside them.")
+    sign.add_argument("name", metavar="NAME")
+    sign.add_argument("--version", help="the version to sign (default: the model's default)")
+    sign.add_argument("--key", required=True, type=Path, metavar="PRIVATE_KEY")
+    for command in (add, sign):
+        command.add_argument(
+            "--models-dir", type=Path,
+            default=Path(os.environ.get("MODELFLY_MODELS_DIR") or DEFAULT_MODELS_DIR),
+            help="the models directory (env MODELFLY_MODELS_DIR; default models/)")
     worker = commands.add_parser(
         "worker", help="run the jobs of the queue (MODELFLY_QUEUE_URL, else SQLite)",
         description="Run the queued jobs: huey's consumer with N worker processes.")
     worker.add_argument("--processes", type=positive_int, default=1,
                         help="worker processes (default 1)")
     args = parser.parse_args(argv)
-    if args.command == "worker":
+    if args.command in ("worker", "keygen"):
         return args
     for option in ("name", "version"):
         value = getattr(args, option)
-        if not is_safe_name(value):
+        if value is not None and not is_safe_name(value):
             parser.error(f"--{option} {value!r} {SAFE_NAME_RULE}")
     return args
 
@@ -75,12 +97,25 @@ def read_example(path: Path) -> Any:
 
 
 def add(args: argparse.Namespace) -> dict:
+    import io
+
     import joblib
 
     from modelfly.card import save_model
+    from modelfly.pickle_scan import Scanner, UnsafePickle
+    from modelfly.settings import pickle_allow
 
+    allowed = pickle_allow()
     try:
-        estimator = joblib.load(args.model_file)
+        data = args.model_file.read_bytes()
+    except OSError as error:
+        raise ValueError(f"cannot load {args.model_file}: {error.strerror}") from error
+    try:
+        Scanner(allowed).scan(data)
+    except UnsafePickle as error:
+        raise ValueError(f"cannot load {args.model_file}: {error}") from error
+    try:
+        estimator = joblib.load(io.BytesIO(data))
     except Exception as error:
         raise ValueError(f"cannot load {args.model_file} with joblib: "
                          f"{type(error).__name__}: {error}") from error
@@ -93,7 +128,40 @@ def add(args: argparse.Namespace) -> dict:
         raise ValueError(f"cannot read the example {args.example}: {error}") from error
     return save_model(estimator, name=args.name, version=args.version, example=example,
                       labels=args.labels, out_dir=args.models_dir,
-                      data={"example": args.example.name, "example_rows": len(example)})
+                      data={"example": args.example.name, "example_rows": len(example)},
+                      pickle_allow=allowed, sign_key=args.sign_key)
+
+
+def sign(args: argparse.Namespace) -> str:
+    from modelfly.card import load_checked
+    from modelfly.catalog import Catalog
+    from modelfly.errors import ModelRefused
+    from modelfly.pickle_scan import Scanner
+    from modelfly.settings import pickle_allow
+    from modelfly.signatures import sign
+
+    catalog = Catalog.scan(args.models_dir)
+    if args.name not in catalog.files:
+        raise ValueError(f"no model {args.name!r} in {args.models_dir}; models: "
+                         f"{', '.join(catalog.names) or 'none'}")
+    version = args.version or catalog.defaults[args.name]
+    if version not in catalog.files[args.name]:
+        raise ValueError(f"model {args.name!r} has no version {version!r}; versions: "
+                         f"{', '.join(catalog.versions(args.name))}")
+    base = catalog.files[args.name][version]
+    _, reason = load_checked(base, args.name, version, Scanner(pickle_allow()))
+    if reason is not None:
+        raise ModelRefused(f"model {args.name!r} {version} is not signed: {reason}")
+    return f"signed {args.name} {version}: {sign(base, args.key)}"
+
+
+def keygen(args: argparse.Namespace) -> str:
+    from modelfly.signatures import keygen
+
+    private, public = keygen(args.directory)
+    return (f"private key: {private} (mode 0600; keep it in a secret store, never in an image "
+            f"or a repository)\npublic key:  {public} (give it to the servers: "
+            "MODELFLY_TRUSTED_KEYS)")
 
 
 def summary(card: dict) -> str:
@@ -130,11 +198,13 @@ def main(argv: list[str] | None = None) -> int:
     from modelfly.inference import CannotInfer
 
     try:
-        card = add(args)
+        if args.command == "add":
+            print(summary(add(args)))
+        else:
+            print(sign(args) if args.command == "sign" else keygen(args))
     except (CannotInfer, ModelflyError, ValueError, OSError) as error:
-        print(f"modelfly add: error: {error}", file=sys.stderr)
+        print(f"modelfly {args.command}: error: {error}", file=sys.stderr)
         return 2
-    print(summary(card))
     return 0
 
 

@@ -3,10 +3,11 @@
 A card names the model's features (in the estimator's order, with their types and categories),
 its classes, data and metrics, the library versions it was saved with, the file's sha256 and
 golden inputs with the answers they gave when it was saved. Before unpickling (a pickle runs
-code when loaded) the file's sha256 must equal the card's and the running scikit-learn and
-joblib must be the versions the model was saved with; after loading, the golden inputs must
-give the golden outputs. A model failing any check is refused, with a message saying what
-differs.
+code when loaded) the signature must hold when keys are trusted (signatures.py), the file's
+sha256 must equal the card's, the running scikit-learn and joblib must be the versions the
+model was saved with and the pickle must name only what a model needs (pickle_scan.py); after
+loading, the golden inputs must give the golden outputs. A model failing any check is
+refused, with a message saying what differs.
 """
 
 import hashlib
@@ -19,6 +20,7 @@ import platform
 import shutil
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +33,9 @@ from modelfly.errors import ModelRefused
 from modelfly.features import to_rows
 from modelfly.inference import CannotInfer, infer_card
 from modelfly.model import LoadedModel
+from modelfly.pickle_scan import Scanner, UnsafePickle
 from modelfly.settings import DEFAULT_MODELS_DIR
+from modelfly.signatures import Verifier, sign, signature_file
 
 log = logging.getLogger("modelfly")
 
@@ -62,6 +66,8 @@ def save_model(
     dataframe: bool | None = None,
     missing_values: bool | None = None,
     texts_alone: bool = False,
+    pickle_allow: Sequence[str] = (),
+    sign_key: Path | None = None,
 ) -> dict:
     """Save a fitted estimator and its card, then load it back through the server's checks.
 
@@ -78,6 +84,10 @@ def save_model(
         now and re-checked every time the model is loaded.
     dataframe: the estimator was fitted on a pandas DataFrame with these column names.
     texts_alone: it takes a list of strings (a Pipeline whose first step is a text vectorizer).
+    pickle_allow: modules or module.names of your own the pickle may name (as
+        MODELFLY_PICKLE_ALLOW, which the server must then be given too).
+    sign_key: a private key file (`python -m modelfly keygen`): the model and its card are
+        signed with it, beside them as <version>.sig.
     Returns the card. Raises CannotInfer (what to pass instead) or ModelRefused (the saved
     model fails its checks); then nothing is written.
     """
@@ -127,11 +137,17 @@ def save_model(
         joblib.dump(estimator, model_file(staging))
         card["sha256"] = hashlib.sha256(model_file(staging).read_bytes()).hexdigest()
         card_file(staging).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
-        _, reason = load_checked(staging, name, version)
+        _, reason = load_checked(staging, name, version, Scanner(pickle_allow))
         if reason is not None:
             raise ModelRefused(f"model {name!r} {version} is refused: {reason}")
+        if sign_key is not None:
+            sign(staging, sign_key)
         os.replace(model_file(staging), model_file(target))
         os.replace(card_file(staging), card_file(target))
+        if sign_key is not None:
+            os.replace(signature_file(staging), signature_file(target))
+        else:  # a signature of the files this replaced would only mislead
+            signature_file(target).unlink(missing_ok=True)
     except BaseException:
         if new_folder:
             shutil.rmtree(target.parent, ignore_errors=True)
@@ -141,12 +157,21 @@ def save_model(
     return card
 
 
-def load_checked(base: Path, name: str, version: str) -> tuple[LoadedModel | None, str | None]:
+def load_checked(base: Path, name: str, version: str, scanner: Scanner | None = None,
+                 verifier: Verifier | None = None) -> tuple[LoadedModel | None, str | None]:
     """The model at `base` (catalog.py), which should be `name` `version`, loaded and checked
-    against its card; or None and why it is refused."""
+    against its card; or None and why it is refused.
+
+    Before a byte is unpickled: the signature (with a verifier: the trusted keys), the card,
+    the sha256, the library versions and the pickle's scan (scanner: the allow-list).
+    """
     try:
-        card = read_card(base)
+        card_bytes = card_file(base).read_bytes()
         data = model_file(base).read_bytes()
+        reason = verifier.refusal(base, data, card_bytes) if verifier else None
+        if reason is not None:
+            return None, reason
+        card = json.loads(card_bytes)
     except (OSError, ValueError) as error:
         return None, f"its files cannot be read ({type(error).__name__})"
     if not isinstance(card, dict) or (card.get("name"), card.get("version")) != (name, version):
@@ -158,6 +183,10 @@ def load_checked(base: Path, name: str, version: str) -> tuple[LoadedModel | Non
     reason = version_mismatch(card.get("trained_with") or {})
     if reason is not None:
         return None, reason
+    try:
+        (scanner or Scanner()).scan(data)
+    except UnsafePickle as error:
+        return None, str(error)
     try:
         model = LoadedModel(card, joblib.load(io.BytesIO(data)))
     except Exception:

@@ -18,7 +18,9 @@ from modelfly.catalog import card_file, check_catalog, model_file
 from modelfly.errors import ModelNotFound, ModelRefused, describe
 from modelfly.features import Rows
 from modelfly.model import LoadedModel
+from modelfly.pickle_scan import Scanner
 from modelfly.settings import Settings
+from modelfly.signatures import Verifier
 
 log = logging.getLogger("modelfly")
 
@@ -43,6 +45,14 @@ class Registry:
         self.on_load: Callable[[str, str, float], None] | None = None
         self.on_refusal: Callable[[str, str, str], None] | None = None
         self.answerer: Answerer = LoadedModel.answer
+        self.scanner = Scanner(settings.pickle_allow)
+        self.verifier = Verifier(settings.trusted_keys) if settings.trusted_keys else None
+        if self.verifier:
+            log.info("model signatures are checked against %d trusted key(s): %s",
+                     len(settings.trusted_keys), ", ".join(p.name for p in settings.trusted_keys))
+        else:
+            log.warning("model signatures are not checked (MODELFLY_TRUSTED_KEYS is not set): "
+                        "every model file in the models directory is trusted")
         self._loaded: dict[tuple[str, str], LoadedModel] = {}
         self._signatures: dict[tuple[str, str], tuple] = {}
         self._locks = {(name, version): threading.Lock()
@@ -113,7 +123,7 @@ class Registry:
         started = time.perf_counter()
         base = self.catalog.files[name][version]
         signature = _signature(base)
-        model, reason = load_checked(base, name, version)
+        model, reason = load_checked(base, name, version, self.scanner, self.verifier)
         self._signatures[name, version] = signature
         if reason is None:
             self._loaded[name, version] = model

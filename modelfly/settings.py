@@ -6,6 +6,10 @@
 | MODELFLY_DEFAULT_MODEL  | `iris`                        | the model used when none is named    |
 | MODELFLY_MAX_ROWS       | `10000`                       | most rows one request may carry      |
 | MODELFLY_MAX_TEXT_CHARS | `10000`                       | longest value of a `text` feature    |
+| MODELFLY_TRUSTED_KEYS   | none: signatures not checked  | public key files (comma-separated);  |
+|                         |                               | a model must be signed by one        |
+| MODELFLY_PICKLE_ALLOW   | none                          | your own modules or module.names     |
+|                         |                               | (comma-separated) a pickle may name  |
 
 Jobs (modelfly/jobs.py), read by the server and by `python -m modelfly worker`:
 
@@ -23,12 +27,14 @@ The production server's own settings are in server/settings.py.
 """
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODELS_DIR = ROOT / "models"
+DOTTED_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 
 class ConfigError(ValueError):
@@ -41,6 +47,8 @@ class Settings:
     default_model: str = "iris"
     max_rows: int = 10_000
     max_text_chars: int = 10_000
+    trusted_keys: tuple[Path, ...] = ()
+    pickle_allow: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "Settings":
@@ -48,7 +56,13 @@ class Settings:
         models_dir = Path(env.get("MODELFLY_MODELS_DIR") or DEFAULT_MODELS_DIR)
         if not models_dir.is_dir():
             raise ConfigError(f"MODELFLY_MODELS_DIR={str(models_dir)!r} is not a directory")
-        return cls(models_dir=models_dir,
+        trusted_keys = tuple(Path(part) for part in listed(env, "MODELFLY_TRUSTED_KEYS"))
+        if trusted_keys:
+            from modelfly.signatures import check_public_keys
+
+            check_public_keys(trusted_keys)
+        return cls(models_dir=models_dir, trusted_keys=trusted_keys,
+                   pickle_allow=pickle_allow(env),
                    default_model=env.get("MODELFLY_DEFAULT_MODEL") or cls.default_model,
                    max_rows=positive(env, "MODELFLY_MAX_ROWS", cls.max_rows, int),
                    max_text_chars=positive(env, "MODELFLY_MAX_TEXT_CHARS", cls.max_text_chars,
@@ -80,6 +94,21 @@ class JobSettings:
                    chunk_rows=positive(env, "MODELFLY_JOB_CHUNK_ROWS", cls.chunk_rows, int),
                    stale_seconds=positive(env, "MODELFLY_JOB_STALE_SECONDS", cls.stale_seconds,
                                           float))
+
+
+def listed(env: Mapping[str, str], name: str) -> list[str]:
+    """A comma-separated variable's items, blanks dropped."""
+    return [part.strip() for part in (env.get(name) or "").split(",") if part.strip()]
+
+
+def pickle_allow(env: Mapping[str, str] = os.environ) -> tuple[str, ...]:
+    """MODELFLY_PICKLE_ALLOW's modules and module.names; ConfigError for one that is not."""
+    names = listed(env, "MODELFLY_PICKLE_ALLOW")
+    for name in names:
+        if not DOTTED_NAME.fullmatch(name):
+            raise ConfigError(f"MODELFLY_PICKLE_ALLOW: {name!r} is not a module or "
+                              "module.name (e.g. mypackage.features)")
+    return tuple(names)
 
 
 def positive(env: Mapping[str, str], name: str, default: float, kind: type,

@@ -48,3 +48,14 @@ def test_jobs_bench_smoke():
     assert len(rows) == 2
     for row in rows:  # rows/s, and the ratio to the client's
         assert float(row[3].replace(",", "")) > 0 and row[4].strip().endswith("x")
+
+
+def test_trust_bench_smoke():
+    out = subprocess.run([sys.executable, "bench/trust_bench.py", "--repeat", "2"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300, check=True).stdout
+    rows = [line.split("|") for line in out.splitlines() if line.startswith(
+        ("| iris", "| penguins", "| diabetes", "| forest"))]
+    assert len(rows) == 4
+    for row in rows:  # each time measured, the scan's ratio to the unpickling
+        assert all(float(row[i]) > 0 for i in range(3, 8)) and row[8].strip().endswith("x")
+    assert "importing model-signing" in out

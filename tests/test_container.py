@@ -10,14 +10,18 @@ import json
 import os
 import shutil
 import subprocess
+import sys
+import tempfile
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 import requests
 from helpers import GOOD_ROW, ROOT, free_port
 
 from client import ModelClient, Unauthorized
+from modelfly.signatures import keygen
 from predict import predict
 
 ENGINE = ROOT / "tests" / "container_engine.sh"
@@ -25,6 +29,9 @@ TOKEN = "container-test-token"
 README = (ROOT / "README.md").read_text()
 README_BUILD = "docker build -t modelfly ."
 README_RUN = "docker run -p 5000:5000 modelfly"
+README_TRUSTED_RUN = ("docker run -p 5000:5000 -v $PWD/models:/app/models:ro "
+                      "-v $PWD/keys/modelfly-signing.pub:/etc/modelfly/trusted-keys/team.pub:ro "
+                      "-e MODELFLY_TRUSTED_KEYS=/etc/modelfly/trusted-keys/team.pub modelfly")
 
 
 def docker(*args: str, timeout: float = 60) -> str:
@@ -84,7 +91,7 @@ def wait_until_ready(url: str, container: str) -> None:
 
 
 def test_readme_shows_the_commands_this_test_runs():
-    assert README_BUILD in README and README_RUN in README
+    assert README_BUILD in README and README_RUN in README and README_TRUSTED_RUN in README
 
 
 @pytest.mark.container
@@ -165,3 +172,41 @@ def test_the_image_runs_a_worker_for_the_servers_jobs(image):
         subprocess.run(["docker", "rm", "-f", server, worker], capture_output=True, timeout=60)
         subprocess.run(["docker", "volume", "rm", "-f", volume], capture_output=True,
                        timeout=60)
+
+
+@pytest.mark.container
+def test_the_image_loads_only_models_signed_by_the_mounted_key(image):
+    """README_TRUSTED_RUN: the models and the team's public key mounted read-only; iris,
+    signed, serves; penguins, unsigned, is refused with the reason; /ready is 200."""
+    shared = Path(tempfile.mkdtemp(prefix="modelfly-signed-"))  # readable by the image's user
+    try:
+        models = shared / "models"
+        shutil.copytree(ROOT / "models", models)
+        _, public = keygen(shared / "keys")
+        private = shared / "keys" / "modelfly-signing.key"
+        subprocess.run([sys.executable, "-m", "modelfly", "sign", "iris", "--key", str(private),
+                        "--models-dir", str(models)], cwd=ROOT, check=True, timeout=120)
+        for path in [shared, *shared.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        private.chmod(0o600)
+        port = free_port()
+        command = (README_TRUSTED_RUN.replace("$PWD", str(shared))
+                   .replace(" modelfly", f" {image}").replace("-p 5000:5000",
+                   f"-d --network host -e MODELFLY_BIND=127.0.0.1:{port}").split())
+        container = subprocess.run(command, capture_output=True, text=True, check=True,
+                                   timeout=60).stdout.strip()
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_until_ready(url, container)
+            with ModelClient(url) as client:
+                assert client.predict(GOOD_ROW) == predict(GOOD_ROW)
+            refused = requests.post(url + "/predict", json={"model": "penguins", "features": {
+                "island": "Dream", "sex": "male", "bill_length_mm": 50.0, "bill_depth_mm": 19.5,
+                "flipper_length_mm": 196.0, "body_mass_g": 3900}}, timeout=10)
+            assert refused.status_code == 503
+            assert "it is not signed (no penguins.sig beside it)" in refused.json()["error"]
+            assert "checked against 1 trusted key(s): team.pub" in docker("logs", container)
+        finally:
+            subprocess.run(["docker", "rm", "-f", container], capture_output=True, timeout=60)
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)

@@ -10,6 +10,7 @@ import requests
 import yaml
 from helpers import GOOD_ROW, ROOT, Server, free_port
 
+from modelfly.signatures import check_public_keys
 from predict import predict
 
 DEPLOY = ROOT / "deploy"
@@ -92,3 +93,26 @@ def test_the_procfile_web_command_serves(tmp_path):
         assert answer.json() == predict(GOOD_ROW)
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("manifest", ["deployment.yaml", "worker.yaml"])
+def test_the_trusted_keys_reach_the_servers_and_workers(manifest, tmp_path):
+    """trusted-keys.yaml's MODELFLY_TRUSTED_KEYS names the file its key is mounted as, in the
+    servers and in the workers; both optional (without the ConfigMap nothing is checked), and
+    its key is one MODELFLY_TRUSTED_KEYS takes."""
+    keys = load("trusted-keys.yaml")
+    pod = load(manifest)["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    variable = next(e for e in container["env"] if e["name"] == "MODELFLY_TRUSTED_KEYS")
+    reference = variable["valueFrom"]["configMapKeyRef"]
+    assert reference == {"name": "modelfly-trusted-keys", "key": "MODELFLY_TRUSTED_KEYS",
+                         "optional": True}
+    volume = next(v for v in pod["volumes"] if v["name"] == "trusted-keys")["configMap"]
+    assert volume["name"] == keys["metadata"]["name"] and volume["optional"] is True
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "trusted-keys")
+    assert mount["readOnly"] is True
+    [item] = volume["items"]
+    assert keys["data"]["MODELFLY_TRUSTED_KEYS"] == f"{mount['mountPath']}/{item['path']}"
+    assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]  # the check's
+    (tmp_path / "team.pub").write_text(keys["data"][item["key"]])
+    check_public_keys([tmp_path / "team.pub"])

@@ -289,8 +289,10 @@ def test_a_worker_stuck_past_the_timeout_is_replaced(tmp_path, models_copy):
     card.update(name="stuck", sha256=hashlib.sha256(
         (models_copy / "stuck.joblib").read_bytes()).hexdigest())
     (models_copy / "stuck.json").write_text(json.dumps(card))
+    # its own module, which the pickle's scan admits only when told (MODELFLY_PICKLE_ALLOW)
     server = start_serve(tmp_path, {"MODELFLY_MODELS_DIR": str(models_copy),
-                                    "MODELFLY_TIMEOUT": "2", "PYTHONPATH": str(tmp_path)})
+                                    "MODELFLY_TIMEOUT": "2", "PYTHONPATH": str(tmp_path),
+                                    "MODELFLY_PICKLE_ALLOW": "stall"})
     try:
         before = workers(server)
         started = time.monotonic()
