@@ -96,7 +96,7 @@ class UnsafePickle(ValueError):
 
 
 class Global:
-    """A name the pickle looks up (module, name); `seen` says how it was judged."""
+    """A name the pickle looks up, judged: `callable` if the unpickling may call it."""
 
     def __init__(self, module: str, name: str, callable_: bool) -> None:
         self.module, self.name, self.callable = module, name, callable_
@@ -120,9 +120,9 @@ class Scanner:
         self.extra = tuple(extra)
         self._judged: dict[tuple[str, str], Global] = {}
 
-    def scan(self, data: bytes) -> int:
-        """Check a joblib file's bytes (compressed or not); return how many globals it names.
-        Raises UnsafePickle saying what is refused."""
+    def scan(self, data: bytes) -> None:
+        """Check a joblib file's bytes (compressed or not); UnsafePickle says what is
+        refused."""
         if data.startswith(b"\x04\x22\x4d\x18"):
             raise UnsafePickle("it is compressed with lz4, which the scan cannot read; "
                                "save it with joblib's compress=0 or a zlib level")
@@ -135,10 +135,7 @@ class Scanner:
                 except (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError) as error:
                     raise UnsafePickle(f"its compressed data is damaged ({error})") from error
                 break
-        stream = io.BytesIO(data)
-        self._names = 0
-        self._walk(stream, joblib_arrays=True)
-        return self._names
+        self._walk(io.BytesIO(data), joblib_arrays=True)
 
     def judge(self, module: str, name: str) -> Global:
         """The global module.name if the allow-list takes it; UnsafePickle naming it if not."""
@@ -342,7 +339,6 @@ class Scanner:
 
     def _named(self, module: str, name: str, proto: int) -> Global:
         """The global as the unpickler finds it (pickle.Unpickler.find_class)."""
-        self._names += 1
         if proto < 3:
             if (module, name) in _compat_pickle.NAME_MAPPING:
                 module, name = _compat_pickle.NAME_MAPPING[module, name]

@@ -294,8 +294,8 @@ def test_pickle_allow_admits_ones_own_module(tmp_path):
         own = importlib.import_module("own_features")
         data = pickle.dumps(FunctionTransformer(own.double))
         assert "own_features.double, which a model does not need" in scan(data)
-        assert Scanner(["own_features"]).scan(data) > 0
-        assert Scanner(["own_features.double"]).scan(data) > 0
+        Scanner(["own_features"]).scan(data)  # admitted: no UnsafePickle
+        Scanner(["own_features.double"]).scan(data)
     finally:
         sys.path.remove(str(tmp_path))
     with pytest.raises(ConfigError, match="MODELFLY_PICKLE_ALLOW: 'no such' is not a module"):
