@@ -17,8 +17,10 @@ from server.metrics import Metrics
 from server.openapi import document
 from server.pages import Pages
 from server.settings import ServerSettings
+from server.v2 import V2Routes
 
 log = logging.getLogger("modelfly")
+VERSION = "1.0.0"  # the image's tag (Dockerfile, deploy/): what GET /v2 reports
 
 
 def create_app() -> Guard:
@@ -61,4 +63,5 @@ def _create_app() -> Guard:
     pages = Pages(lambda: models.names, models.settings.max_rows, settings.token is not None)
     jobs = JobRoutes(lambda: Jobs(settings.jobs, models))
     return Guard(firefly_app, functions, settings, ready, metrics, AccessLog(sys.stderr),
-                 pages, lambda: document(models, settings), jobs)
+                 pages, lambda: document(models, settings), jobs,
+                 V2Routes(models, ready, VERSION))

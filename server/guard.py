@@ -24,6 +24,8 @@ from server.jobs import route as job_route
 from server.metrics import Metrics
 from server.pages import Pages
 from server.settings import ServerSettings
+from server.v2 import V2Routes, is_public
+from server.v2 import route as v2_route
 
 log = logging.getLogger("modelfly")
 
@@ -73,10 +75,12 @@ class Guard:
     def __init__(self, app: Callable, functions: dict[str, str], settings: ServerSettings,
                  ready: Callable[[], tuple[bool, Any]], metrics: Metrics,
                  access_log: Callable[[dict], None], pages: Pages,
-                 api_document: Callable[[], dict], job_routes: JobRoutes) -> None:
+                 api_document: Callable[[], dict], job_routes: JobRoutes,
+                 v2_routes: V2Routes) -> None:
         self.app, self.functions, self.settings = app, functions, settings
         self.ready, self.metrics, self.access_log = ready, metrics, access_log
         self.pages, self.api_document, self.job_routes = pages, api_document, job_routes
+        self.v2_routes = v2_routes
         self.token = settings.token.encode() if settings.token else None
         self.known = {*functions, "/", "/metrics", "/openapi.json", *PROBES}
 
@@ -84,7 +88,7 @@ class Guard:
         started = time.perf_counter()
         path, method = environ.get("PATH_INFO") or "/", environ["REQUEST_METHOD"]
         route = path if path in self.known else (
-            Pages.route(path) or job_route(path) or "other")
+            Pages.route(path) or job_route(path) or v2_route(path) or "other")
         given_id = environ.get("HTTP_X_REQUEST_ID", "")
         # 128 random bits, as uuid4 has, without its read of os.urandom per request (random
         # is reseeded in each forked worker)
@@ -119,6 +123,8 @@ class Guard:
                 return json_answer(200, {"status": "ok"})
             ok, details = self.ready()
             return json_answer(200, details) if ok else error(503, f"not ready: {details}")
+        if path == "/v2" or path.startswith("/v2/"):
+            return self._v2(environ, path, method)
         if path not in self.functions and method in ("GET", "HEAD"):
             page = self.pages.answer(path, environ)
             if page is not None:
@@ -154,11 +160,21 @@ class Guard:
             return refusal
         body = b""
         if path == "/jobs" and method == "POST":
-            body = self._read_body(environ, self.settings.jobs.max_body_bytes,
-                                   "MODELFLY_JOB_MAX_BODY_BYTES")
+            body = self._read_body(environ)
             if isinstance(body, tuple):
                 return body
         return self.job_routes.answer(environ, path, method, body)
+
+    def _v2(self, environ: dict, path: str, method: str) -> Answer:
+        refusal = None if is_public(path) else self._check_token(environ)
+        if refusal:
+            return refusal
+        body = b""
+        if method == "POST":
+            body = self._read_body(environ)
+            if isinstance(body, tuple):
+                return body
+        return self.v2_routes.answer(environ, path, method, body)
 
     def _check_token(self, environ: dict) -> Answer | None:
         if self.token is None:
@@ -176,7 +192,7 @@ class Guard:
         if content_type != "application/json":
             return error(415, f"send JSON with 'Content-Type: application/json'; received "
                               f"{content_type[:60] or 'no content type'!r}")
-        body = self._read_body(environ, self.settings.max_body_bytes, "MODELFLY_MAX_BODY_BYTES")
+        body = self._read_body(environ)
         if isinstance(body, tuple):
             return body
         if not body:
@@ -191,7 +207,8 @@ class Guard:
             return error(400, "the JSON body is nested too deeply")
         return status, [(k, v) for k, v in headers if k.lower() != "content-length"], payload
 
-    def _read_body(self, environ: dict, limit: int, variable: str) -> bytes | Answer:
+    def _read_body(self, environ: dict) -> bytes | Answer:
+        limit, variable = self.settings.body_limit(environ)
         declared = environ.get("CONTENT_LENGTH") or ""
         if declared and not declared.isdigit():
             return error(400, f"invalid Content-Length {declared[:20]!r}")

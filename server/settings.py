@@ -6,6 +6,7 @@
 | FIREFLY_TOKEN             | none                          | honoured; must equal the above   |
 | MODELFLY_CONFIG           | `firefly.yml`                 | Firefly config; or FIREFLY_CONFIG |
 | MODELFLY_MAX_BODY_BYTES   | `1048576`                     | larger request bodies get a 413  |
+| MODELFLY_MAX_BINARY_BYTES | `67108864`                    | the same, for V2 binary tensors  |
 | MODELFLY_READ_TIMEOUT     | `10`                          | seconds to receive a request body |
 | MODELFLY_CORS_ORIGINS     | none (CORS off)               | comma-separated origins, or `*`  |
 | MODELFLY_BATCH_MAX_ROWS   | `1000`                        | most rows per model call; 1: off |
@@ -36,6 +37,7 @@ class ServerSettings:
     token: str | None = None
     config_path: Path = ROOT / "firefly.yml"
     max_body_bytes: int = 1 << 20
+    max_binary_bytes: int = 64 << 20
     read_timeout: float = 10.0
     cors_origins: tuple[str, ...] = ()
     batch_max_rows: int = 1000
@@ -60,6 +62,8 @@ class ServerSettings:
             token=resolve_token(env, read_config(config_path).get("token")),
             config_path=config_path,
             max_body_bytes=positive(env, "MODELFLY_MAX_BODY_BYTES", cls.max_body_bytes, int),
+            max_binary_bytes=positive(env, "MODELFLY_MAX_BINARY_BYTES", cls.max_binary_bytes,
+                                      int),
             read_timeout=positive(env, "MODELFLY_READ_TIMEOUT", cls.read_timeout, float),
             cors_origins=origins,
             batch_max_rows=positive(env, "MODELFLY_BATCH_MAX_ROWS", cls.batch_max_rows, int),
@@ -72,6 +76,16 @@ class ServerSettings:
                                       int),
             jobs=JobSettings.from_env(env),
         )
+
+
+    def body_limit(self, environ: dict) -> tuple[int, str]:
+        """The most bytes this request's body may have, and the variable that says so: a
+        job's, a V2 request's with binary tensors, or any other's."""
+        if environ.get("PATH_INFO") == "/jobs":
+            return self.jobs.max_body_bytes, "MODELFLY_JOB_MAX_BODY_BYTES"
+        if "HTTP_INFERENCE_HEADER_CONTENT_LENGTH" in environ:
+            return self.max_binary_bytes, "MODELFLY_MAX_BINARY_BYTES"
+        return self.max_body_bytes, "MODELFLY_MAX_BODY_BYTES"
 
 
 def worker_class(name: str) -> str:

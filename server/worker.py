@@ -149,8 +149,7 @@ class GranianWorker(Worker):
         timeout) or BodyCutShort. A body over the limit is not read (declared) or read only
         past the limit (chunked): the guard refuses it with a 413."""
         declared = environ.get("CONTENT_LENGTH", "")
-        limit = (self.settings.jobs.max_body_bytes if environ.get("PATH_INFO") == "/jobs"
-                 else self.settings.max_body_bytes)
+        limit, _ = self.settings.body_limit(environ)
         if not declared and "HTTP_TRANSFER_ENCODING" not in environ:
             return b""
         if declared.isdigit() and int(declared) > limit:

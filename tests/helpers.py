@@ -300,6 +300,24 @@ XSS = '<img src=x onerror="document.body.dataset.pwned=1">'  # a category, shown
 XSS_CLASS = '<svg onload="document.body.dataset.pwned=2">'  # a class label, likewise
 
 
+def client_python() -> Path:
+    """The Python of .venv-clients, where the third-party clients of
+    tests/clients-requirements.txt are installed (made, or remade when that file changes)."""
+    import hashlib
+
+    requirements = ROOT / "tests" / "clients-requirements.txt"
+    venv = ROOT / f".venv-clients-{sys.version_info.major}.{sys.version_info.minor}"
+    stamp, wanted = venv / ".requirements", hashlib.sha256(requirements.read_bytes()).hexdigest()
+    if not stamp.is_file() or stamp.read_text() != wanted:
+        shutil.rmtree(venv, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet",
+                        "--disable-pip-version-check", "-r", str(requirements)], check=True,
+                       timeout=600)
+        stamp.write_text(wanted)
+    return venv / "bin" / "python"
+
+
 def showcase_models(target: Path) -> Path:
     """A models directory of the shipped models, a text model in two versions (reviews 1.0.0
     and 2.0.0, texts alone) and one whose category and class are markup (xss)."""

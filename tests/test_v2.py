@@ -1,0 +1,257 @@
+"""The Open Inference Protocol (V2) routes of the production server: tritonclient (a client
+nobody here wrote, in a virtualenv of its own) and raw V2 JSON through requests, answers equal
+to the estimator's in process; the bad-input corpus in V2 form answered with a 4xx that names
+the problem, never a 5xx."""
+
+import json
+import math
+import subprocess
+
+import numpy
+import pytest
+import requests
+from helpers import GOOD_ROW, ROOT, client_python, serve_models
+
+from predict import predict
+
+PENGUINS = {"island": ["Dream", "Biscoe", "Torgersen"], "sex": ["male", "female", "male"],
+            "bill_length_mm": [50.0, 46.1, 39.0], "bill_depth_mm": [19.5, 13.2, 18.0],
+            "flipper_length_mm": [196.0, 211.0, None], "body_mass_g": [3900.0, 4500.0, 3700.0]}
+ROWS = {"iris": [GOOD_ROW, [5.1, 3.5, 1.4, 0.2], [6.0, 2.7, 4.1, 1.3]],
+        "diabetes": [[0.01] * 10, [-0.02] * 10]}
+
+
+def records() -> list[dict]:
+    return [dict(zip(PENGUINS, values, strict=True)) for values in zip(*PENGUINS.values(),
+                                                                        strict=True)]
+
+
+def expected(model: str) -> dict:
+    """The in-process answer as V2 outputs: predict, and predict_proba in the classes' order."""
+    answer = predict(records() if model == "penguins" else ROWS[model], model)
+    outputs = {"predict": answer["predictions"]}
+    if "probabilities" in answer:
+        classes = list(answer["probabilities"][0])
+        outputs["predict_proba"] = [[row[c] for c in classes] for row in answer["probabilities"]]
+    return outputs
+
+
+def close(got, want) -> bool:
+    if isinstance(want, list):
+        return isinstance(got, list) and len(got) == len(want) and all(
+            close(g, w) for g, w in zip(got, want, strict=True))
+    if isinstance(want, float):
+        return math.isclose(got, want, rel_tol=1e-12, abs_tol=1e-15)
+    return got == want
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    running = serve_models(tmp_path_factory.mktemp("v2"), ROOT / "models")
+    yield running
+    running.stop()
+
+
+def test_tritonclient_speaks_to_us(server, tmp_path):
+    inputs = tmp_path / "inputs.json"
+    inputs.write_text(json.dumps({"iris": {"rows": ROWS["iris"]},
+                                  "diabetes": {"rows": ROWS["diabetes"]},
+                                  "penguins": {"columns": PENGUINS}}))
+    done = subprocess.run([str(client_python()), str(ROOT / "tests" / "triton_calls.py"),
+                           server.url.removeprefix("http://"), str(inputs)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = json.loads(done.stdout)
+    assert got["live"] is True and got["ready"] is True
+    assert got["model_ready"] == {"iris": [True, True], "diabetes": [True, True],
+                                  "penguins": [True, True]}
+    iris = got["metadata"]["iris"]
+    assert iris["inputs"] == [{"name": "input-0", "datatype": "FP64", "shape": [-1, 4]}]
+    assert [(o["name"], o["datatype"], o["shape"]) for o in iris["outputs"]] == [
+        ("predict", "BYTES", [-1]), ("predict_proba", "FP64", [-1, 3])]
+    assert [o["name"] for o in got["metadata"]["diabetes"]["outputs"]] == ["predict"]
+    assert {i["name"] for i in got["metadata"]["penguins"]["inputs"]} == set(PENGUINS)
+    for model, calls in got["infer"].items():
+        want = expected(model)
+        assert len(calls) == 2 * (1 + len(want)), model  # binary and JSON; all, then each
+        for key, answer in calls.items():
+            asked = key.split()[1]
+            assert answer["id"] == f"{model}-{key.startswith('binary')}"
+            for name, values in want.items():
+                if asked in ("all", name):
+                    assert close(answer[name], values), (model, key, name)
+                else:
+                    assert answer[name] is None, (model, key, name)  # not sent
+    assert got["refused"]["status"] == "400"
+    assert "model 'iris' takes FP64, FP32 or INT64 [rows, 4]" in got["refused"]["message"]
+
+
+def infer(url: str, body: dict | bytes, model: str = "iris", **headers: str) -> requests.Response:
+    data = body if isinstance(body, bytes) else json.dumps(body)
+    return requests.post(f"{url}/v2/models/{model}/infer", data=data, timeout=10,
+                         headers={"Content-Type": "application/json", **headers})
+
+
+def test_raw_v2_json_through_requests(server):
+    body = {"id": "req-1", "inputs": [{"name": "rows", "shape": [3, 4], "datatype": "FP64",
+                                       "data": [x for row in ROWS["iris"] for x in row]}]}
+    answer = infer(server.url, body)
+    assert answer.status_code == 200 and answer.headers["Content-Type"] == "application/json"
+    got = answer.json()
+    assert (got["id"], got["model_name"], got["model_version"]) == ("req-1", "iris", "1.0.0")
+    outputs = {o["name"]: o for o in got["outputs"]}
+    want = expected("iris")
+    assert outputs["predict"]["data"] == want["predict"]
+    assert outputs["predict_proba"]["shape"] == [3, 3]
+    assert close(numpy.array(outputs["predict_proba"]["data"]).reshape(3, 3).tolist(),
+                 want["predict_proba"])
+    assert outputs["predict_proba"]["parameters"]["classes"] == ["setosa", "versicolor",
+                                                                 "virginica"]
+    # nested data, FP32 and INT64, versions in the path, one output asked for
+    for datatype, rows in (("FP32", ROWS["iris"]), ("INT64", [[6, 3, 5, 2]])):
+        answer = requests.post(f"{server.url}/v2/models/iris/versions/1.0.0/infer", json={
+            "inputs": [{"name": "x", "shape": [len(rows), 4], "datatype": datatype,
+                        "data": rows}], "outputs": [{"name": "predict"}]}, timeout=10)
+        assert answer.status_code == 200, answer.text
+        [output] = answer.json()["outputs"]
+        assert output["name"] == "predict"
+        as_sent = numpy.array(rows, dtype=numpy.float32 if datatype == "FP32" else numpy.int64)
+        assert output["data"] == predict(as_sent.astype(float).tolist())["predictions"]
+
+
+def test_binary_answers_and_records_through_requests(server):
+    rows = numpy.array(ROWS["iris"], dtype="<f8").tobytes()
+    header = json.dumps({"inputs": [{"name": "x", "shape": [3, 4], "datatype": "FP64",
+                                     "parameters": {"binary_data_size": len(rows)}}],
+                         "parameters": {"binary_data_output": True}}).encode()
+    answer = infer(server.url, header + rows, **{"Inference-Header-Content-Length":
+                                                 str(len(header))})
+    assert answer.status_code == 200
+    assert answer.headers["Content-Type"] == "application/octet-stream"
+    length = int(answer.headers["Inference-Header-Content-Length"])
+    head, data = json.loads(answer.content[:length]), answer.content[length:]
+    [labels, proba] = head["outputs"]
+    assert labels["datatype"] == "BYTES" and proba["datatype"] == "FP64"
+    raw = data[:labels["parameters"]["binary_data_size"]]
+    texts, at = [], 0
+    while at < len(raw):
+        size = int.from_bytes(raw[at:at + 4], "little")
+        texts.append(raw[at + 4:at + 4 + size].decode())
+        at += 4 + size
+    assert texts == expected("iris")["predict"]
+    matrix = numpy.frombuffer(data[len(raw):], dtype="<f8").reshape(3, 3)
+    assert close(matrix.tolist(), expected("iris")["predict_proba"])
+    # records, JSON: a tensor per column, null for a missing value
+    columns = [{"name": name, "shape": [3], "datatype": "BYTES" if isinstance(v[0], str)
+                else "FP64", "data": v} for name, v in PENGUINS.items()]
+    answer = infer(server.url, {"inputs": columns, "parameters": {"content_type": "pd"}},
+                   "penguins")
+    assert answer.status_code == 200, answer.text
+    outputs = {o["name"]: o["data"] for o in answer.json()["outputs"]}
+    assert outputs["predict"] == expected("penguins")["predict"]
+
+
+def test_metadata_health_and_errors_of_the_protocol(server):
+    assert requests.get(server.url + "/v2", timeout=10).json() == {
+        "name": "modelfly", "version": "1.0.0", "extensions": ["binary_tensor_data"]}
+    assert requests.get(server.url + "/v2/health/live", timeout=10).json() == {"live": True}
+    assert requests.get(server.url + "/v2/health/ready", timeout=10).json() == {"ready": True}
+    ready = requests.get(server.url + "/v2/models/penguins/versions/1.0.0/ready", timeout=10)
+    assert ready.json() == {"name": "penguins", "ready": True}
+    for path, status, message in (
+            ("/v2/models/tulips", 404, 'unknown model "tulips" (a string); available models'),
+            ("/v2/models/iris/versions/9.9.9", 404, 'unknown version "9.9.9" (a string) of model'),
+            ("/v2/models/iris/infer", 405, "takes POST, received GET"),
+            ("/v2/models/iris/versions", 404, "no such V2 path"),
+            ("/v2/nothing", 404, "no such V2 path")):
+        answer = requests.get(server.url + path, timeout=10)
+        assert answer.status_code == status and message in answer.json()["error"], path
+    metrics = requests.get(server.url + "/metrics", timeout=10).text
+    assert 'route="/v2/models/{name}/infer"' in metrics
+
+
+def v2(name: str, shape: list, datatype: str, data: list, **extra) -> dict:
+    return {"inputs": [{"name": name, "shape": shape, "datatype": datatype, "data": data}],
+            **extra}
+
+
+BAD_V2 = [
+    # (body, headers, model, status, part of the message)
+    (v2("x", [1, 3], "FP64", [5.9, 3.0, 5.1]), {}, "iris", 400,
+     "takes FP64, FP32 or INT64 [rows, 4]"),
+    (v2("x", [1, 4], "FP64", [5.9, 3.0, 5.1]), {}, "iris", 400,
+     "3 values for shape [1, 4], which needs 4"),
+    (v2("x", [1, 4], "FP16", [5.9, 3.0, 5.1, 1.8]), {}, "iris", 400, "datatype 'FP16'"),
+    (v2("x", [1, 4], "BYTES", ["a", "b", "c", "d"]), {}, "iris", 400, "is BYTES [1, 4]"),
+    (v2("x", [1, 4], "FP64", ["wide", 3.0, 5.1, 1.8]), {}, "iris", 400, "must be numbers"),
+    (v2("x", [1, 4], "INT64", [5.5, 3, 5, 1]), {}, "iris", 400, "must be whole numbers"),
+    (v2("x", [1, 4], "FP64", [None, 3.0, 5.1, 1.8]), {}, "iris", 400,
+     "does not accept missing values"),
+    (v2("x", "1,4", "FP64", [5.9, 3.0, 5.1, 1.8]), {}, "iris", 400, "shape must be a list"),
+    (v2("x", [1, 4], "FP64", [5.9, 3.0, 5.1, 1.8], outputs=[{"name": "scores"}]), {}, "iris",
+     400, "unknown output 'scores'; this model has predict, predict_proba"),
+    (v2("x", [1, 4], "FP64", [5.9, 3.0, 5.1, 1.8], parameters={"temperature": 2}), {},
+     "iris", 400, "unknown request parameter(s) 'temperature'"),
+    ({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": [1, 2, 3, 4],
+                  "parameters": {"scale": 2}}]}, {}, "iris", 400, "unknown parameter(s)"),
+    (v2("x", [1, 4], "FP64", [5.9, 3.0, 5.1, 1.8], colour="red"), {}, "iris", 400,
+     "unknown request key(s) 'colour'"),
+    ({"inputs": []}, {}, "iris", 400, "inputs must be a non-empty list"),
+    (b"[1, 2", {}, "iris", 400, "the request is not JSON"),
+    (v2("x", [10001, 4], "FP64", [1.0] * 40004), {}, "iris", 413, "received 10001 rows"),
+    (json.dumps({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64",
+                             "parameters": {"binary_data_size": 32}}]}).encode() + b"\0" * 8,
+     {"Inference-Header-Content-Length": "HEADER"}, "iris", 400,
+     "binary_data_size 32 is past the end of the binary data (8 bytes left)"),
+    (b"{}", {"Inference-Header-Content-Length": "999"}, "iris", 400,
+     "Inference-Header-Content-Length 999 is past the end of the body (2 bytes)"),
+    (json.dumps({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64",
+                             "parameters": {"binary_data_size": 24}}]}).encode() + b"\0" * 24,
+     {"Inference-Header-Content-Length": "HEADER"}, "iris", 400,
+     "24 bytes of binary data for FP64 [1, 4], which needs 32"),
+    (v2("island", [1], "BYTES", ["Dream"], parameters={"content_type": "pd"}), {},
+     "penguins", 400, "missing sex, bill_length_mm"),
+    (v2("x", [1, 6], "FP64", [1.0] * 6), {}, "penguins", 400,
+     "takes categories or texts: send one tensor per column"),
+]
+
+
+@pytest.mark.parametrize("body, headers, model, status, message", BAD_V2,
+                         ids=[f"{s}-{m[:40]}" for *_, s, m in BAD_V2])
+def test_bad_v2_requests_are_refused_with_what_is_wrong(server, body, headers, model, status,
+                                                        message):
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    if headers.get("Inference-Header-Content-Length") == "HEADER":
+        headers = {"Inference-Header-Content-Length": str(data.index(b"}]}") + 3)}
+    answer = infer(server.url, data, model, **headers)
+    assert answer.status_code == status, answer.text
+    assert message in answer.json()["error"], answer.json()
+    assert infer(server.url, v2("x", [1, 4], "FP64", GOOD_ROW)).status_code == 200
+
+
+def test_v2_needs_the_token_but_its_health_does_not(tmp_path):
+    running = serve_models(tmp_path, ROOT / "models", MODELFLY_TOKEN="v2-token")
+    try:
+        assert requests.get(running.url + "/v2/health/ready", timeout=10).status_code == 200
+        assert requests.get(running.url + "/v2/models/iris", timeout=10).status_code == 401
+        assert infer(running.url, v2("x", [1, 4], "FP64", GOOD_ROW)).status_code == 401
+        answer = infer(running.url, v2("x", [1, 4], "FP64", GOOD_ROW),
+                       Authorization="Bearer v2-token")
+        assert answer.status_code == 200
+        assert answer.json()["outputs"][0]["data"] == predict(GOOD_ROW)["predictions"]
+    finally:
+        running.stop()
+
+
+def test_a_binary_body_has_its_own_limit(tmp_path):
+    running = serve_models(tmp_path, ROOT / "models", MODELFLY_MAX_BINARY_BYTES="4096")
+    try:
+        rows = numpy.ones((200, 4)).tobytes()  # 6,400 bytes
+        header = json.dumps({"inputs": [{"name": "x", "shape": [200, 4], "datatype": "FP64",
+                                         "parameters": {"binary_data_size": len(rows)}}]})
+        answer = infer(running.url, header.encode() + rows,
+                       **{"Inference-Header-Content-Length": str(len(header))})
+        assert answer.status_code == 413
+        assert "at most 4096 are accepted (MODELFLY_MAX_BINARY_BYTES)" in answer.json()["error"]
+    finally:
+        running.stop()
