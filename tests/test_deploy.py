@@ -3,6 +3,8 @@
 
 import os
 import re
+import shutil
+import sys
 
 import kubernetes_validate
 import pytest
@@ -12,6 +14,7 @@ from helpers import GOOD_ROW, ROOT, Server, free_port
 
 from modelfly.signatures import check_public_keys
 from predict import predict
+from server.v2 import route
 
 DEPLOY = ROOT / "deploy"
 MANIFESTS = sorted(DEPLOY.glob("*.yaml"))
@@ -116,3 +119,67 @@ def test_the_trusted_keys_reach_the_servers_and_workers(manifest, tmp_path):
     assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]  # the check's
     (tmp_path / "team.pub").write_text(keys["data"][item["key"]])
     check_public_keys([tmp_path / "team.pub"])
+
+
+def kserve() -> tuple[dict, dict]:
+    return (yaml.safe_load((DEPLOY / "kserve" / "serving-runtime.yaml").read_text()),
+            yaml.safe_load((DEPLOY / "kserve" / "inference-service.yaml").read_text()))
+
+
+def test_the_kserve_manifests_fit_kserve_and_our_image():
+    """No package ships KServe's CRD schemas, so this names what it checks: the kinds and API
+    versions KServe serves, the runtime's container valid as a Kubernetes container (inside a
+    Pod, strictly), the port and model directory KServe gives a runtime (8080, /mnt/models),
+    probes on our V2 health routes, and an InferenceService that names this runtime, the V2
+    protocol, one of its model formats and a model the models directory has."""
+    runtime, service = kserve()
+    assert (runtime["apiVersion"], runtime["kind"]) == ("serving.kserve.io/v1alpha1",
+                                                        "ServingRuntime")
+    assert (service["apiVersion"], service["kind"]) == ("serving.kserve.io/v1beta1",
+                                                        "InferenceService")
+    spec = runtime["spec"]
+    assert "v2" in spec["protocolVersions"]
+    [container] = spec["containers"]
+    assert container["name"] == "kserve-container"
+    web = load("deployment.yaml")["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == web["image"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["MODELFLY_MODELS_DIR"] == "/mnt/models"
+    assert env["MODELFLY_BIND"] == "0.0.0.0:8080" and container["ports"][0]["containerPort"] \
+        == 8080
+    assert route(container["readinessProbe"]["httpGet"]["path"]) == "/v2/health/ready"
+    assert route(container["livenessProbe"]["httpGet"]["path"]) == "/v2/health/live"
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "runtime"},
+           "spec": {"containers": [container]}}
+    kubernetes_validate.validate(pod, "1.37.0", strict=True)
+    model = service["spec"]["predictor"]["model"]
+    assert model["runtime"] == runtime["metadata"]["name"] and model["protocolVersion"] == "v2"
+    assert model["modelFormat"]["name"] in {f["name"] for f in spec["supportedModelFormats"]}
+    default = {e["name"]: e["value"] for e in model["env"]}["MODELFLY_DEFAULT_MODEL"]
+    assert default == service["metadata"]["name"] and (ROOT / "models" / f"{default}.json"
+                                                       ).is_file()
+
+
+def test_the_kserve_runtime_serves_as_kserve_runs_it(tmp_path):
+    """The runtime's container command with its environment, the models where KServe puts
+    them and a free port in place of 8080: its probes and a V2 infer call answer."""
+    runtime, service = kserve()
+    container = runtime["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    env.update({e["name"]: e["value"] for e in service["spec"]["predictor"]["model"]["env"]})
+    mounted = tmp_path / "mnt" / "models"
+    mounted.parent.mkdir()
+    shutil.copytree(ROOT / "models", mounted)
+    port = free_port()
+    env.update(MODELFLY_MODELS_DIR=str(mounted), MODELFLY_BIND=f"127.0.0.1:{port}")
+    server = Server([sys.executable, "serve.py"], port, tmp_path / "kserve.log", env)
+    try:
+        for probe in ("readinessProbe", "livenessProbe"):
+            answer = requests.get(server.url + container[probe]["httpGet"]["path"], timeout=10)
+            assert answer.status_code == 200
+        name = service["metadata"]["name"]
+        answer = requests.post(f"{server.url}/v2/models/{name}/infer", timeout=10, json={
+            "inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": GOOD_ROW}]})
+        assert answer.json()["outputs"][0]["data"] == predict(GOOD_ROW)["predictions"]
+    finally:
+        server.stop()
