@@ -205,7 +205,9 @@ def test_the_image_loads_only_models_signed_by_the_mounted_key(image):
                 "flipper_length_mm": 196.0, "body_mass_g": 3900}}, timeout=10)
             assert refused.status_code == 503
             assert "it is not signed (no penguins.sig beside it)" in refused.json()["error"]
-            assert "checked against 1 trusted key(s): team.pub" in docker("logs", container)
+            logs = subprocess.run(["docker", "logs", container], capture_output=True,
+                                  text=True, timeout=60)
+            assert "checked against 1 trusted key(s): team.pub" in logs.stdout + logs.stderr
         finally:
             subprocess.run(["docker", "rm", "-f", container], capture_output=True, timeout=60)
     finally:
