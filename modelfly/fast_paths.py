@@ -19,6 +19,8 @@ import numpy
 FastPath = Callable[[numpy.ndarray], numpy.ndarray]
 
 LINEAR_REGRESSORS = {"LinearRegression", "Ridge", "Lasso", "ElasticNet"}
+# From this many rows on, the softmax's reductions run column by column (measured).
+COLUMNWISE_ROWS = 1000
 FORESTS = {"RandomForestClassifier", "ExtraTreesClassifier", "RandomForestRegressor",
            "ExtraTreesRegressor"}
 
@@ -40,11 +42,26 @@ def _multinomial(coef_t: numpy.ndarray, intercept: numpy.ndarray) -> FastPath:
     # LogisticRegression.predict_proba: decision_function, then sklearn.utils.extmath.softmax.
     def probabilities(rows: numpy.ndarray) -> numpy.ndarray:
         scores = rows @ coef_t + intercept
-        # ndarray.max and .sum are these reductions behind a Python wrapper; keepdims spares
-        # the reshape (the same values; each numpy call counts for one row)
-        scores -= numpy.maximum.reduce(scores, axis=1, keepdims=True)
+        if len(rows) < COLUMNWISE_ROWS:
+            # ndarray.max and .sum are these reductions behind a Python wrapper; keepdims
+            # spares the reshape (the same values; each numpy call counts for one row)
+            scores -= numpy.maximum.reduce(scores, axis=1, keepdims=True)
+            numpy.exp(scores, out=scores)
+            scores /= numpy.add.reduce(scores, axis=1, keepdims=True)
+            return scores
+        # Many rows: a reduction along a row of a few classes runs element by element
+        # (a million iris rows: 45 ms for the max); column by column it runs in vector
+        # loops, and gives the same values (a maximum; a sum taken in the same order)
+        columns = scores.T
+        largest = columns[0].copy()
+        for column in columns[1:]:
+            numpy.maximum(largest, column, out=largest)
+        scores -= largest[:, None]
         numpy.exp(scores, out=scores)
-        scores /= numpy.add.reduce(scores, axis=1, keepdims=True)
+        total = columns[0].copy()
+        for column in columns[1:]:
+            total += column
+        scores /= total[:, None]
         return scores
 
     return probabilities

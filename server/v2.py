@@ -141,7 +141,8 @@ class V2Routes:
             head["id"] = request["id"]
         extra = {"predict_proba": {"classes": model.classes}}
         return encode_response(head, [(name, available[name], binary, extra.get(name))
-                                      for name, binary in outputs])
+                                      for name, binary in outputs],
+                               getattr(model.estimator, "classes_", None))
 
     def _rows(self, card: dict, tensors: list[Tensor], content_type: Any,
               max_rows: int | None) -> Any:

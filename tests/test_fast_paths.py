@@ -17,7 +17,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import modelfly.model as model_module
-from modelfly.fast_paths import fast_path
+from modelfly.fast_paths import COLUMNWISE_ROWS, fast_path
 from modelfly.registry import Registry
 from modelfly.settings import Settings
 
@@ -48,6 +48,16 @@ def test_paths_equal_scikit_learn(model, data):
     inputs = numpy.array(data.draw(rows_of(model.n_features_in_)), dtype=float)
     own = model.predict_proba if hasattr(model, "classes_") else model.predict
     assert numpy.array_equal(fast_path(model)(inputs), own(inputs))
+
+
+@pytest.mark.parametrize("rows", [COLUMNWISE_ROWS - 1, COLUMNWISE_ROWS, 20_000])
+def test_many_rows_take_the_columnwise_softmax_and_still_equal_scikit_learn(rows):
+    rng = numpy.random.default_rng(rows)
+    wide = numpy.hstack([IRIS.data, IRIS.data ** 2])
+    five = LogisticRegression(max_iter=3000).fit(wide, IRIS.target * 2 + (IRIS.data[:, 0] > 5.8))
+    for model, width in ((CLASSIFIERS[0], 4), (five, 8)):
+        inputs = rng.uniform(-60, 60, size=(rows, width))
+        assert numpy.array_equal(fast_path(model)(inputs), model.predict_proba(inputs))
 
 
 def test_other_estimators_go_through_scikit_learn():

@@ -13,6 +13,7 @@ import requests
 from helpers import GOOD_ROW, ROOT, client_python, serve_models
 
 from predict import predict
+from server.tensors import bytes_elements
 
 PENGUINS = {"island": ["Dream", "Biscoe", "Torgersen"], "sex": ["male", "female", "male"],
             "bill_length_mm": [50.0, 46.1, 39.0], "bill_depth_mm": [19.5, 13.2, 18.0],
@@ -255,3 +256,12 @@ def test_a_binary_body_has_its_own_limit(tmp_path):
         assert "at most 4096 are accepted (MODELFLY_MAX_BINARY_BYTES)" in answer.json()["error"]
     finally:
         running.stop()
+
+
+@pytest.mark.parametrize("vocabulary", [None, ["bär", "setosa", "virginica"],
+                                        ["virginica", "setosa", "bär"], ["setosa"]])
+def test_bytes_elements_lay_out_each_label_as_the_extension_says(vocabulary):
+    labels = numpy.array(["setosa", "bär", "virginica", "setosa", ""] * 300)[:-1]
+    naive = b"".join(len(t).to_bytes(4, "little") + t for t in map(str.encode, labels))
+    given = None if vocabulary is None else numpy.array(vocabulary)
+    assert bytes_elements(labels, given) == naive
