@@ -140,9 +140,12 @@ class V2Routes:
         if "id" in request:
             head["id"] = request["id"]
         extra = {"predict_proba": {"classes": model.classes}}
+        codes = None
+        if probabilities is not None and (model.fast is not None or model.label_is_argmax):
+            codes = probabilities.argmax(axis=1)  # how these models chose their labels
         return encode_response(head, [(name, available[name], binary, extra.get(name))
                                       for name, binary in outputs],
-                               getattr(model.estimator, "classes_", None))
+                               getattr(model.estimator, "classes_", None), codes)
 
     def _rows(self, card: dict, tensors: list[Tensor], content_type: Any,
               max_rows: int | None) -> Any:

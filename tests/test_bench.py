@@ -59,3 +59,14 @@ def test_trust_bench_smoke():
     for row in rows:  # each time measured, the scan's ratio to the unpickling
         assert all(float(row[i]) > 0 for i in range(3, 8)) and row[8].strip().endswith("x")
     assert "importing model-signing" in out
+
+
+def test_bulk_bench_smoke():
+    out = subprocess.run([sys.executable, "bench/bulk_bench.py", "--smoke"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300, check=True).stdout
+    rows = [line.split("|") for line in out.splitlines() if line.startswith(
+        ("| V2 binary", "| V2 JSON", "| /predict JSON"))]
+    assert len(rows) == 3
+    for row in rows:  # rows/s, and the ratio to the in-process rate
+        assert float(row[4].replace(",", "")) > 0 and float(row[5]) > 0
+    assert "in process (LoadedModel.arrays" in out
