@@ -16,6 +16,24 @@ BIN = Path(sys.executable).parent
 BASELINES = ROOT / "bench" / "baselines"
 
 
+def requirements_venv(requirements: Path, name: str) -> Path:
+    """The Python of ROOT/.venv-<name>-<python version>, where `requirements` are installed
+    (made, or made again when that file changes): tools that cannot share our virtualenv."""
+    import hashlib
+    import shutil
+
+    venv = ROOT / f".venv-{name}-{sys.version_info.major}.{sys.version_info.minor}"
+    stamp, wanted = venv / ".requirements", hashlib.sha256(requirements.read_bytes()).hexdigest()
+    if not stamp.is_file() or stamp.read_text() != wanted:
+        shutil.rmtree(venv, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet",
+                        "--disable-pip-version-check", "-r", str(requirements)], check=True,
+                       timeout=900)
+        stamp.write_text(wanted)
+    return venv / "bin" / "python"
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -89,21 +89,22 @@ def servers(models: Path, model: str) -> dict:
     }
 
 
-def load(url: str, body: bytes, concurrency: int, seconds: float) -> dict:
-    """req/s, requests answered, p50 and p99 (ms) and errors of POSTing `body` for
-    `seconds`."""
+def load(url: str, body: bytes, concurrency: int, seconds: float, path: str = "/predict"
+         ) -> dict:
+    """req/s, requests answered, p50 and p99 (ms) and errors of POSTing `body` to `path`
+    for `seconds`."""
     if shutil.which("wrk"):
-        return _wrk(url, body, concurrency, seconds)
-    return _python_load(url, body, concurrency, seconds)
+        return _wrk(url, body, concurrency, seconds, path)
+    return _python_load(url, body, concurrency, seconds, path)
 
 
-def _wrk(url: str, body: bytes, concurrency: int, seconds: float) -> dict:
+def _wrk(url: str, body: bytes, concurrency: int, seconds: float, path: str) -> dict:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(f"wrk.method = 'POST'\nwrk.body = {json.dumps(body.decode())}\n"
                      "wrk.headers['Content-Type'] = 'application/json'\n")
     out = subprocess.run(["wrk", "-t", str(min(concurrency, 2)), "-c", str(concurrency), "-d",
                           f"{seconds}s", "--timeout", "30s", "--latency", "-s", script.name,
-                          url + "/predict"],
+                          url + path],
                          capture_output=True, text=True, timeout=seconds + 60).stdout
     Path(script.name).unlink()
 
@@ -124,7 +125,7 @@ def _wrk(url: str, body: bytes, concurrency: int, seconds: float) -> dict:
             "errors": int(errors.group(1)) if errors else 0, "socket": bool(sockets)}
 
 
-def _python_load(url: str, body: bytes, concurrency: int, seconds: float) -> dict:
+def _python_load(url: str, body: bytes, concurrency: int, seconds: float, path: str) -> dict:
     latencies, errors, lock = [], [0], threading.Lock()
     deadline = time.monotonic() + seconds
 
@@ -132,7 +133,7 @@ def _python_load(url: str, body: bytes, concurrency: int, seconds: float) -> dic
         session = requests.Session()
         while time.monotonic() < deadline:
             started = time.perf_counter()
-            answer = session.post(url + "/predict", data=body, timeout=30,
+            answer = session.post(url + path, data=body, timeout=30,
                                   headers={"Content-Type": "application/json"})
             with lock:
                 latencies.append(time.perf_counter() - started)

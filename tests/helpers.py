@@ -23,7 +23,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder
 
 from bench.servers import children_of as children
-from bench.servers import free_port
+from bench.servers import free_port, requirements_venv
 from modelfly.card import save_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -301,21 +301,9 @@ XSS_CLASS = '<svg onload="document.body.dataset.pwned=2">'  # a class label, lik
 
 
 def client_python() -> Path:
-    """The Python of .venv-clients, where the third-party clients of
-    tests/clients-requirements.txt are installed (made, or remade when that file changes)."""
-    import hashlib
-
-    requirements = ROOT / "tests" / "clients-requirements.txt"
-    venv = ROOT / f".venv-clients-{sys.version_info.major}.{sys.version_info.minor}"
-    stamp, wanted = venv / ".requirements", hashlib.sha256(requirements.read_bytes()).hexdigest()
-    if not stamp.is_file() or stamp.read_text() != wanted:
-        shutil.rmtree(venv, ignore_errors=True)
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-        subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet",
-                        "--disable-pip-version-check", "-r", str(requirements)], check=True,
-                       timeout=600)
-        stamp.write_text(wanted)
-    return venv / "bin" / "python"
+    """The Python of .venv-clients-*, where the third-party clients of
+    tests/clients-requirements.txt are installed."""
+    return requirements_venv(ROOT / "tests" / "clients-requirements.txt", "clients")
 
 
 def showcase_models(target: Path) -> Path:

@@ -70,3 +70,12 @@ def test_bulk_bench_smoke():
     for row in rows:  # rows/s, and the ratio to the in-process rate
         assert float(row[4].replace(",", "")) > 0 and float(row[5]) > 0
     assert "in process (LoadedModel.arrays" in out
+
+
+def test_v2_bench_smoke():
+    out = subprocess.run([sys.executable, "bench/v2_bench.py", "--smoke"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300, check=True).stdout
+    rows = [line.split("|") for line in out.splitlines() if line.startswith("| modelfly")]
+    assert len(rows) == 2
+    for row in rows:  # req/s and rows/s
+        assert float(row[4].replace(",", "")) > 0 and float(row[5].replace(",", "")) > 0
