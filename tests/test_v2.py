@@ -12,6 +12,9 @@ import pytest
 import requests
 from helpers import GOOD_ROW, ROOT, client_python, serve_models
 
+from modelfly.features import to_rows
+from modelfly.registry import Registry
+from modelfly.settings import Settings
 from predict import predict
 from server.tensors import bytes_elements
 
@@ -265,3 +268,26 @@ def test_bytes_elements_lay_out_each_label_as_the_extension_says(vocabulary):
     naive = b"".join(len(t).to_bytes(4, "little") + t for t in map(str.encode, labels))
     given = None if vocabulary is None else numpy.array(vocabulary)
     assert bytes_elements(labels, given) == naive
+
+
+def test_a_model_of_texts_alone_takes_one_bytes_tensor(tmp_path, showcase):
+    running = serve_models(tmp_path, showcase)
+    texts = ["Please respect each other.", "You are all idiots"]
+    try:
+        for version in ("1.0.0", "2.0.0"):
+            metadata = requests.get(f"{running.url}/v2/models/reviews/versions/{version}",
+                                    timeout=10).json()
+            assert metadata["inputs"] == [{"name": "text", "datatype": "BYTES", "shape": [-1]}]
+            answer = requests.post(
+                f"{running.url}/v2/models/reviews/versions/{version}/infer", timeout=10,
+                json={"inputs": [{"name": "text", "shape": [2], "datatype": "BYTES",
+                                  "data": texts}]})
+            assert answer.status_code == 200, answer.text
+            outputs = {o["name"]: o["data"] for o in answer.json()["outputs"]}
+            model = Registry(Settings(models_dir=showcase)).get("reviews", version)
+            want = model.answer(to_rows(texts, model.card, max_rows=10))
+            assert outputs["predict"] == want["predictions"]
+            assert close(outputs["predict_proba"], [p for row in want["probabilities"]
+                                                    for p in row.values()])
+    finally:
+        running.stop()
