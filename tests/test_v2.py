@@ -11,6 +11,8 @@ import numpy
 import pytest
 import requests
 from helpers import GOOD_ROW, ROOT, client_python, serve_models
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from modelfly.features import to_rows
 from modelfly.registry import Registry
@@ -291,3 +293,76 @@ def test_a_model_of_texts_alone_takes_one_bytes_tensor(tmp_path, showcase):
                                                     for p in row.values()])
     finally:
         running.stop()
+
+
+values = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-10, 10),
+                   st.text(max_size=5), st.none(), st.booleans())
+tensor = st.fixed_dictionaries(
+    {"name": st.sampled_from(["x", "island", "sex", "bill_length_mm", "text"]),
+     "datatype": st.sampled_from(["FP64", "FP32", "INT64", "INT32", "BOOL", "BYTES", "FP16"]),
+     "shape": st.lists(st.integers(-1, 4), max_size=3),
+     "data": st.recursive(st.lists(values, max_size=8), lambda inner: st.lists(inner,
+                                                                                max_size=3),
+                          max_leaves=16)},
+    optional={"parameters": st.dictionaries(st.sampled_from(
+        ["binary_data_size", "content_type", "other"]), values, max_size=2)})
+v2_bodies = st.fixed_dictionaries(
+    {"inputs": st.lists(tensor, max_size=3)},
+    optional={"id": values, "outputs": st.lists(st.fixed_dictionaries(
+        {"name": st.sampled_from(["predict", "predict_proba", "other"])}), max_size=2),
+              "parameters": st.dictionaries(st.sampled_from(
+                  ["content_type", "binary_data_output", "other"]),
+                  st.one_of(values, st.just("pd")), max_size=2)})
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=v2_bodies, model=st.sampled_from(["iris", "penguins", "diabetes"]),
+       binary_tail=st.one_of(st.none(), st.binary(max_size=40)))
+def test_no_v2_body_makes_a_server_error(server, body, model, binary_tail):
+    """Random V2 requests, JSON or with random binary after the header: a 200 or a 4xx with
+    a message, never a 5xx."""
+    data = json.dumps(body).encode()
+    headers = {}
+    if binary_tail is not None:
+        headers["Inference-Header-Content-Length"] = str(len(data))
+        data += binary_tail
+    answer = infer(server.url, data, model, **headers)
+    assert answer.status_code < 500, (answer.status_code, answer.text)
+    if answer.status_code != 200:
+        assert answer.json()["error"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=st.lists(st.lists(st.floats(width=64), min_size=4, max_size=4), min_size=1,
+                     max_size=20), binary=st.booleans())
+def test_any_iris_tensor_gets_the_models_answer_or_a_4xx(server, rows, binary):
+    array = numpy.array(rows, dtype="<f8")
+    if binary:
+        data = array.tobytes()
+        header = json.dumps({"inputs": [{"name": "x", "shape": list(array.shape),
+                                         "datatype": "FP64",
+                                         "parameters": {"binary_data_size": len(data)}}],
+                             "parameters": {"binary_data_output": True}})
+        answer = infer(server.url, header.encode() + data,
+                       **{"Inference-Header-Content-Length": str(len(header))})
+    else:
+        answer = requests.post(f"{server.url}/v2/models/iris/infer", timeout=10, data=json.dumps(
+            {"inputs": [{"name": "x", "shape": list(array.shape), "datatype": "FP64",
+                         "data": rows}]}), headers={"Content-Type": "application/json"})
+    if not numpy.isfinite(array).all():
+        assert answer.status_code == 400 and "row " in answer.json()["error"], answer.text
+        return
+    try:
+        want = predict(rows)
+    except Exception as refused:  # the model has no finite answer: /predict's own 400
+        assert answer.status_code == 400 and str(refused) in answer.json()["error"]
+        return
+    assert answer.status_code == 200, answer.text
+    if binary:
+        length = int(answer.headers["Inference-Header-Content-Length"])
+        head = json.loads(answer.content[:length])
+        size = head["outputs"][0]["parameters"]["binary_data_size"]
+        assert bytes_elements(numpy.array(want["predictions"])) == answer.content[
+            length:length + size]
+    else:
+        assert answer.json()["outputs"][0]["data"] == want["predictions"]
