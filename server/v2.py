@@ -9,8 +9,9 @@
 A model that takes plain numbers takes one tensor [rows, features] (FP64, FP32 or INT64); a
 model that takes records, one tensor per column with the request's `parameters.content_type:
 "pd"` (MLServer's convention; BYTES for categories and texts, NaN or null for a missing value);
-a model that takes texts alone, one BYTES tensor [rows]. Every value then goes through the
-contract's checks (features.to_rows) as on /predict. Outputs are named as MLServer's
+a model that takes texts alone, one BYTES tensor [rows]. Every value is then checked as on
+/predict: columns and texts by features.to_rows, a numeric tensor as an array (finite, or
+NaN where the card takes missing values). Outputs are named as MLServer's
 scikit-learn runtime names them. Tensors travel as JSON, or binary with the extension
 (tensors.py). The guard checks the token (not on the health routes) and reads the body.
 """
