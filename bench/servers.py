@@ -65,12 +65,17 @@ class Running:
         self.cold_start = time.perf_counter() - started
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop(self.process)
+
+
+def stop(process: subprocess.Popen, timeout: float = 20) -> None:
+    """Stop a server we started, by its PID: SIGTERM, then SIGKILL after `timeout` s."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def firefly_cli() -> Running:

@@ -25,7 +25,7 @@ import requests
 
 sys.path[:0] = [str(Path(__file__).resolve().parent.parent)]
 
-from bench.servers import ROOT, free_port, production, requirements_venv  # noqa: E402
+from bench.servers import ROOT, free_port, production, requirements_venv, stop  # noqa: E402
 from bench.serving_bench import load  # noqa: E402
 from modelfly.registry import Registry  # noqa: E402
 from modelfly.settings import Settings  # noqa: E402
@@ -82,12 +82,7 @@ class MLServer:
             time.sleep(0.2)
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop(self.process)
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ DTYPES = {"FP64": numpy.dtype("<f8"), "FP32": numpy.dtype("<f4"), "INT64": numpy
 REQUEST_KEYS = {"id", "parameters", "inputs", "outputs"}
 INPUT_KEYS = {"name", "datatype", "shape", "parameters", "data"}
 INPUT_PARAMETERS = {"binary_data_size", "content_type"}
+REQUEST_PARAMETERS = {"content_type", "binary_data_output"}
 
 
 @dataclass(frozen=True)
@@ -55,10 +56,11 @@ def decode_request(body: bytes, header_length: str | None) -> tuple[dict, list[T
             raise BadInput(f"the request is not JSON: {problem}") from problem
     if not isinstance(request, dict):
         raise BadInput("the request must be a JSON object with \"inputs\"")
-    unknown = sorted(set(request) - REQUEST_KEYS)
-    if unknown:
-        raise BadInput(f"unknown request key(s) {', '.join(map(repr, unknown))}; known: "
-                       f"{', '.join(sorted(REQUEST_KEYS))}")
+    refuse_unknown(request, REQUEST_KEYS, "request key(s)")
+    parameters = request["parameters"] = request.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise BadInput("parameters must be an object")
+    refuse_unknown(parameters, REQUEST_PARAMETERS, "request parameter(s)")
     inputs = request.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         raise BadInput("inputs must be a non-empty list of tensors")
@@ -71,13 +73,19 @@ def decode_request(body: bytes, header_length: str | None) -> tuple[dict, list[T
     return request, tensors
 
 
+def refuse_unknown(given: Any, known: set[str], what: str) -> None:
+    """BadInput naming the keys of `given` that are not `known`."""
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise BadInput(f"unknown {what} {', '.join(repr(key)[:40] for key in unknown)}; "
+                       f"known: {', '.join(sorted(known))}")
+
+
 def _tensor(spec: Any, position: int, binary: memoryview, offset: int) -> tuple[Tensor, int]:
     if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
         raise BadInput(f"input {position} must be an object with a name")
     name = spec["name"][:60]
-    unknown = sorted(set(spec) - INPUT_KEYS)
-    if unknown:
-        raise BadInput(f"input {name!r}: unknown key(s) {', '.join(map(repr, unknown))}")
+    refuse_unknown(spec, INPUT_KEYS, f"key(s) of input {name!r}:")
     datatype, shape = spec.get("datatype"), spec.get("shape")
     if datatype != "BYTES" and datatype not in DTYPES:
         raise BadInput(f"input {name!r}: datatype {str(datatype)[:20]!r}; expected FP64, FP32, "
@@ -88,9 +96,9 @@ def _tensor(spec: Any, position: int, binary: memoryview, offset: int) -> tuple[
                        f"features]; received {str(shape)[:40]}")
     count = math.prod(shape)
     parameters = spec.get("parameters") or {}
-    if not isinstance(parameters, dict) or set(parameters) - INPUT_PARAMETERS:
-        raise BadInput(f"input {name!r}: unknown parameter(s); known: "
-                       f"{', '.join(sorted(INPUT_PARAMETERS))}")
+    if not isinstance(parameters, dict):
+        raise BadInput(f"input {name!r}: parameters must be an object")
+    refuse_unknown(parameters, INPUT_PARAMETERS, f"parameter(s) of input {name!r}:")
     size = parameters.get("binary_data_size")
     if size is not None:
         if not isinstance(size, int) or size < 0 or offset + size > len(binary):

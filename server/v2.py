@@ -25,12 +25,11 @@ from modelfly.errors import BadInput, ModelflyError, ModelNotFound, TooManyRows
 from modelfly.features import to_rows
 from modelfly.registry import Registry
 from server.answers import Answer, error, json_answer
-from server.tensors import Tensor, decode_request, encode_response
+from server.tensors import Tensor, decode_request, encode_response, refuse_unknown
 
 ROUTES = {"/v2": ("GET",), "/v2/health/live": ("GET",), "/v2/health/ready": ("GET",),
           "/v2/models/{name}": ("GET",), "/v2/models/{name}/ready": ("GET",),
           "/v2/models/{name}/infer": ("POST",)}
-REQUEST_PARAMETERS = {"content_type", "binary_data_output"}
 NUMBERS = {"FP64", "FP32", "INT64"}
 
 
@@ -121,13 +120,7 @@ class V2Routes:
     def infer(self, model: Any, environ: dict, body: bytes) -> Answer:
         request, tensors = decode_request(
             body, environ.get("HTTP_INFERENCE_HEADER_CONTENT_LENGTH"))
-        parameters = request.get("parameters") or {}
-        if not isinstance(parameters, dict):
-            raise BadInput("parameters must be an object")
-        unknown = sorted(set(parameters) - REQUEST_PARAMETERS)
-        if unknown:
-            raise BadInput(f"unknown request parameter(s) {', '.join(map(repr, unknown))}; "
-                           f"known: {', '.join(sorted(REQUEST_PARAMETERS))}")
+        parameters = request["parameters"]
         binary_input = environ.get("HTTP_INFERENCE_HEADER_CONTENT_LENGTH") is not None
         limit = None if binary_input else self.models.settings.max_rows
         rows = self._rows(model.card, tensors, parameters.get("content_type"), limit)
@@ -257,7 +250,8 @@ def requested_outputs(requested: Any, available: dict, binary_default: bool) -> 
         if name not in available:
             raise BadInput(f"unknown output {name[:60]!r}; this model has "
                            f"{', '.join(available)}")
-        if not isinstance(parameters, dict) or set(parameters) - {"binary_data"}:
-            raise BadInput(f"output {name!r}: unknown parameter(s); known: binary_data")
+        if not isinstance(parameters, dict):
+            raise BadInput(f"output {name!r}: parameters must be an object")
+        refuse_unknown(parameters, {"binary_data"}, f"parameter(s) of output {name!r}:")
         chosen.append((name, bool(parameters.get("binary_data", binary_default))))
     return chosen
