@@ -118,11 +118,10 @@ class V2Routes:
                 "parameters": {"version": version}}
 
     def infer(self, model: Any, environ: dict, body: bytes) -> Answer:
-        request, tensors = decode_request(
-            body, environ.get("HTTP_INFERENCE_HEADER_CONTENT_LENGTH"))
+        header_length = environ.get("HTTP_INFERENCE_HEADER_CONTENT_LENGTH")
+        request, tensors = decode_request(body, header_length)
         parameters = request["parameters"]
-        binary_input = environ.get("HTTP_INFERENCE_HEADER_CONTENT_LENGTH") is not None
-        limit = None if binary_input else self.models.settings.max_rows
+        limit = None if header_length is not None else self.models.settings.max_rows
         rows = self._rows(model.card, tensors, parameters.get("content_type"), limit)
         predictions, probabilities = model.arrays(rows)
         available = {"predict": predictions}
@@ -158,7 +157,6 @@ class V2Routes:
                     len(tensor.shape) == 2 and tensor.shape[1] != 1):
                 raise BadInput(f"input {tensor.name!r} is {tensor.datatype} {tensor.shape}; "
                                f"model {card['name']!r} takes texts: BYTES [rows]")
-            check_rows(tensor.shape[0], max_rows)
             return to_rows([[text] for text in tensor.values], card, max_rows or
                            tensor.shape[0], self.models.settings.max_text_chars)
         if not all(f["type"] == "number" for f in features):
@@ -211,10 +209,8 @@ class V2Routes:
         if len(lengths) != 1:
             raise BadInput(f"the columns have different numbers of rows: "
                            f"{', '.join(map(str, sorted(lengths)))}")
-        count = lengths.pop()
-        check_rows(count, max_rows)
         return to_rows([list(row) for row in zip(*columns, strict=True)], card,
-                       max_rows or count, self.models.settings.max_text_chars)
+                       max_rows or lengths.pop(), self.models.settings.max_text_chars)
 
 
 def check_rows(count: int, max_rows: int | None) -> None:
@@ -227,11 +223,13 @@ def check_rows(count: int, max_rows: int | None) -> None:
 def refuse_non_finite(rows: numpy.ndarray, card: dict) -> None:
     """Infinity is refused; NaN (or JSON's null) stands for a missing value, refused where the
     card takes none; each with its first row and column, as /predict refuses them."""
-    for bad, why in ((numpy.isinf(rows), "expected a finite number"),
-                     (numpy.isnan(rows), f"a missing value; model {card['name']!r} does not "
-                                         "accept missing values")):
-        if bad.any() and (why.startswith("expected") or not card.get("missing_values")):
-            row, column = map(int, numpy.argwhere(bad)[0])
+    bad = [(numpy.isinf(rows), "expected a finite number")]
+    if not card.get("missing_values"):
+        bad.append((numpy.isnan(rows),
+                    f"a missing value; model {card['name']!r} does not accept missing values"))
+    for where, why in bad:
+        if where.any():
+            row, column = map(int, numpy.argwhere(where)[0])
             raise BadInput(f"row {row}, column {card['features'][column]['name']!r}: "
                            f"received {rows[row, column]}, {why}")
 
