@@ -112,7 +112,7 @@ class Jobs:
         if state["status"] in FINISHED or not self._end(state["job_id"], "cancelled"):
             self.expire(state["job_id"])  # it had ended already
             return {**public(state), "deleted": True}
-        self._moved(state["status"], "cancelled")
+        self._moved(state, "cancelled")
         self._drop_data(state)
         return {**public(state), "status": "cancelled"}
 
@@ -124,8 +124,8 @@ class Jobs:
         if state is None or state["status"] in FINISHED or state["attempt"] != attempt \
                 or self._cancelled(job_id):
             return
-        self._moved(state["status"], "running")
-        state.update(status="running", started_at=state["started_at"] or time.time(),
+        self._moved(state, "running")
+        state.update(started_at=state["started_at"] or time.time(),
                      heartbeat_at=time.time())
         self._write(state)
         try:
@@ -137,8 +137,7 @@ class Jobs:
             if self._cancelled(job_id):
                 return self._drop_data(state)
             if self.stopping():
-                self._moved(state["status"], "queued")
-                state["status"] = "queued"
+                self._moved(state, "queued")
                 self._write(state)
                 self._run(job_id, attempt)
                 log.info("job %s handed back to the queue after %d rows", job_id,
@@ -166,8 +165,8 @@ class Jobs:
             return
         silent = time.time() - state["heartbeat_at"]
         if state["status"] == "running" and silent > self.settings.stale_seconds:
-            self._moved("running", "queued")
-            state.update(status="queued", attempt=state["attempt"] + 1)
+            self._moved(state, "queued")
+            state["attempt"] += 1
             self._write(state)
             log.warning("job %s: no progress for %.0f s; put back on the queue (attempt %d)",
                         job_id, silent, state["attempt"])
@@ -180,8 +179,10 @@ class Jobs:
         if raw is not EmptyData:
             state = orjson.loads(raw)
             if state["status"] == "queued" and not self._cancelled(job_id):
-                self._moved("queued", "expired")
+                self._moved(state, "expired")
             self._drop_data(state)
+            for entry in range(state.get("queued", 0) + 1):
+                self.huey.storage.delete_data(f"job:{job_id}:left:{entry}")
         for key in (f"job:{job_id}", f"job:{job_id}:end"):
             self.huey.storage.delete_data(key)
 
@@ -197,11 +198,12 @@ class Jobs:
                  "version": loaded.card["version"], "classes": loaded.classes,
                  "rows": len(rows), "rows_done": 0,
                  "created_at": now, "started_at": None, "finished_at": None, "error": None,
-                 "chunks": chunks, "chunk_rows": size, "attempt": 0, "heartbeat_at": now,
+                 "chunks": chunks, "chunk_rows": size, "attempt": 0, "queued": 0,
+                 "heartbeat_at": now,
                  "expires_at": now + self.settings.ttl}
         self._write(state)
         self.huey.storage.incr("jobs:submitted", 1)
-        self._moved(None, "queued")
+        self.huey.storage.incr("jobs:queued", 1)
         self._run(job_id, 0)
         self._watch.schedule((job_id,), delay=self.settings.stale_seconds)
         self._expire.schedule((job_id,), delay=self.settings.ttl)
@@ -230,8 +232,8 @@ class Jobs:
     def _finish(self, state: dict, status: str, error: str | None = None) -> None:
         if not self._end(state["job_id"], status):  # cancelled meanwhile
             return self._drop_data(state)
-        self._moved(state["status"], status)
-        state.update(status=status, error=error, finished_at=time.time())
+        self._moved(state, status)
+        state.update(error=error, finished_at=time.time())
         self._write(state)
         for k in range(state["chunks"]):  # the rows are done with
             self.huey.storage.delete_data(f"job:{state['job_id']}:in:{k}")
@@ -240,16 +242,23 @@ class Jobs:
         log.info("job %s %s after %d of %d rows%s", state["job_id"], status,
                  state["rows_done"], state["rows"], f": {error}" if error else "")
 
-    def _moved(self, old: str | None, new: str) -> None:
-        """Keep the queue's counters as a job goes from status `old` to `new`."""
-        if old == new:
+    def _moved(self, state: dict, new: str) -> None:
+        """Move the job from its status to `new` (in `state`; the caller writes it), keeping
+        the queue's counters. Leaving the queue is counted once however many take the job out
+        of it at once (a cancel and the worker starting it): the first to mark that entry of
+        the job into the queue (its number, state["queued"]) as left."""
+        if state["status"] == new:
             return
-        if old == "queued":
-            self.huey.storage.incr("jobs:queued", -1)
+        storage = self.huey.storage
+        if state["status"] == "queued" and storage.put_if_empty(
+                f"job:{state['job_id']}:left:{state.get('queued', 0)}", b"1"):
+            storage.incr("jobs:queued", -1)
         if new == "queued":
-            self.huey.storage.incr("jobs:queued", 1)
+            state["queued"] = state.get("queued", 0) + 1
+            storage.incr("jobs:queued", 1)
         if new in FINISHED:
-            self.huey.storage.incr(f"jobs:finished:{new}", 1)
+            storage.incr(f"jobs:finished:{new}", 1)
+        state["status"] = new
 
     def _drop_data(self, state: dict) -> None:
         for k in range(state["chunks"]):

@@ -370,3 +370,21 @@ def test_the_command_line_submits_a_file_and_prints_the_answers(sqlite_setup, tm
     missing = subprocess.run([*cli, "job", "0" * 32], cwd=ROOT, capture_output=True,
                              text=True, timeout=60)
     assert missing.returncode == 3 and "no such job" in missing.stderr
+
+
+def test_a_job_leaves_the_queue_once_when_a_cancel_and_the_worker_take_it_together(tmp_path):
+    # Both read the job queued; the worker starts it, then the cancel goes through: the
+    # count of queued jobs goes down once (it went to -1, found by the Redis test above).
+    from modelfly.jobs import Jobs
+    from modelfly.registry import Registry
+    from modelfly.settings import JobSettings, Settings
+
+    jobs = Jobs(JobSettings(data_dir=tmp_path), Registry(Settings()))
+    job_id = jobs.submit(iris_rows(3))["job_id"]
+    seen_by_cancel = jobs.status(job_id)
+    assert seen_by_cancel["status"] == "queued" and jobs.counts()["queued"] == 1
+    worker_side, cancel_side = jobs._read(job_id), jobs._read(job_id)
+    jobs._moved(worker_side, "running")
+    jobs._moved(cancel_side, "cancelled")
+    counts = jobs.counts()
+    assert counts["queued"] == 0 and counts["finished"]["cancelled"] == 1
