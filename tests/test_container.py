@@ -29,6 +29,9 @@ TOKEN = "container-test-token"
 README = (ROOT / "README.md").read_text()
 README_BUILD = "docker build -t modelfly ."
 README_RUN = "docker run -p 5000:5000 modelfly"
+# The host's OpenBLAS settings (a machine may pin OPENBLAS_CORETYPE): the image's answers are
+# compared with the host's bit for bit, so both must run the same BLAS kernels.
+SAME_BLAS = " ".join(f"-e {name}" for name in sorted(os.environ) if name.startswith("OPENBLAS_"))
 README_TRUSTED_RUN = ("docker run -p 5000:5000 -v $PWD/models:/app/models:ro "
                       "-v $PWD/keys/modelfly-signing.pub:/etc/modelfly/trusted-keys/team.pub:ro "
                       "-e MODELFLY_TRUSTED_KEYS=/etc/modelfly/trusted-keys/team.pub modelfly")
@@ -99,7 +102,7 @@ def test_the_image_serves_checks_and_stops(image):
     port = free_port()
     # The README's run command, on the host's loopback instead of a published port.
     command = README_RUN.replace("modelfly", image).replace(
-        "-p 5000:5000", f"-d --network host -e MODELFLY_BIND=127.0.0.1:{port} "
+        "-p 5000:5000", f"-d --network host {SAME_BLAS} -e MODELFLY_BIND=127.0.0.1:{port} "
                         f"-e MODELFLY_TOKEN={TOKEN}").split()
     container = subprocess.run(command, capture_output=True, text=True, check=True,
                                timeout=60).stdout.strip()
@@ -156,7 +159,7 @@ def test_the_image_runs_a_worker_for_the_servers_jobs(image):
     SQLite queue on a volume, as on one machine."""
     port, volume = free_port(), f"modelfly-jobs-{uuid.uuid4().hex[:8]}"
     docker("volume", "create", volume)
-    shared = ["--network", "host", "-v", f"{volume}:/var/lib/modelfly"]
+    shared = ["--network", "host", *SAME_BLAS.split(), "-v", f"{volume}:/var/lib/modelfly"]
     server = docker("run", "-d", *shared, "-e", f"MODELFLY_BIND=127.0.0.1:{port}", image)
     worker = docker("run", "-d", *shared, image, "python", "-m", "modelfly", "worker")
     try:
@@ -192,7 +195,7 @@ def test_the_image_loads_only_models_signed_by_the_mounted_key(image):
         port = free_port()
         command = (README_TRUSTED_RUN.replace("$PWD", str(shared))
                    .replace(" modelfly", f" {image}").replace("-p 5000:5000",
-                   f"-d --network host -e MODELFLY_BIND=127.0.0.1:{port}").split())
+                   f"-d --network host {SAME_BLAS} -e MODELFLY_BIND=127.0.0.1:{port}").split())
         container = subprocess.run(command, capture_output=True, text=True, check=True,
                                    timeout=60).stdout.strip()
         try:
