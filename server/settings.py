@@ -7,12 +7,12 @@
 | MODELFLY_CONFIG           | `firefly.yml`                 | Firefly config; or FIREFLY_CONFIG |
 | MODELFLY_MAX_BODY_BYTES   | `1048576`                     | larger request bodies get a 413  |
 | MODELFLY_MAX_BINARY_BYTES | `67108864`                    | the same, for V2 binary tensors  |
-| MODELFLY_READ_TIMEOUT     | `10`                          | seconds to receive a request body |
+| MODELFLY_READ_TIMEOUT     | `10`                          | seconds to receive a head; a body |
 | MODELFLY_CORS_ORIGINS     | none (CORS off)               | comma-separated origins, or `*`  |
 | MODELFLY_BATCH_MAX_ROWS   | `1000`                        | most rows per model call; 1: off |
 | MODELFLY_BATCH_WAIT_MS    | `0`                           | extra wait for a batch (ms)      |
 | WEB_CONCURRENCY           | `2`                           | worker processes (one per core)  |
-| MODELFLY_WORKER_CLASS     | `server.worker.GranianWorker` | gunicorn worker class            |
+| MODELFLY_WORKER_CLASS     | `server.worker.LoopWorker`    | gunicorn worker class            |
 | MODELFLY_TIMEOUT          | `30`                          | silent worker replaced after (s) |
 | MODELFLY_GRACEFUL_TIMEOUT | `20`                          | seconds requests get after SIGTERM |
 
@@ -43,7 +43,7 @@ class ServerSettings:
     batch_max_rows: int = 1000
     batch_wait_ms: float = 0.0
     workers: int = 2
-    worker_class: str = "server.worker.GranianWorker"
+    worker_class: str = "server.worker.LoopWorker"
     timeout: int = 30
     graceful_timeout: int = 20
     jobs: JobSettings = field(default_factory=JobSettings)

@@ -25,7 +25,7 @@ def test_the_registry_answers_through_the_model_until_the_server_plugs_in_its_ba
     assert sizes == [] and registry.answerer.batchers == {}
 
     async def inside_greenlets() -> list:
-        return await asyncio.gather(*(greenlets.run(registry.answer, iris, rows)
+        return await asyncio.gather(*(greenlets.Pool().run(registry.answer, iris, rows)
                                       for _ in range(3)))
 
     # in a batch of three rows, numpy may take another path: the last bits can differ
@@ -33,7 +33,7 @@ def test_the_registry_answers_through_the_model_until_the_server_plugs_in_its_ba
                for batched in asyncio.run(inside_greenlets()))
     assert list(registry.answerer.batchers) == [iris] and sum(sizes) == 3
     off = Batching(max_rows=1, max_wait=0, on_batch=sizes.append)  # MODELFLY_BATCH_MAX_ROWS=1
-    assert asyncio.run(greenlets.run(off, iris, rows)) == iris.answer(rows)
+    assert asyncio.run(greenlets.Pool().run(off, iris, rows)) == iris.answer(rows)
     assert off.batchers == {}
 
 
@@ -65,7 +65,8 @@ def test_the_batcher_coalesces_for_a_dear_model_and_calls_a_cheap_one_at_once(de
     batcher.call_seconds = 1.0 if dear else 0.0
 
     async def three_callers() -> list:
-        return await asyncio.gather(*(greenlets.run(batcher.answer, [[float(i)], [float(i) + 0.5]])
+        pool = greenlets.Pool()
+        return await asyncio.gather(*(pool.run(batcher.answer, [[float(i)], [float(i) + 0.5]])
                                       for i in range(3)))
 
     answers = asyncio.run(three_callers())
@@ -84,7 +85,7 @@ def test_a_caller_cancelled_while_batching_leaves_the_others_answered(cancelled)
     batcher.call_seconds = 1.0  # dear: the leader waits for others to join
 
     async def three_callers() -> list:
-        callers = [asyncio.create_task(greenlets.run(batcher.answer, [[float(i)]]))
+        callers = [asyncio.create_task(greenlets.Pool().run(batcher.answer, [[float(i)]]))
                    for i in range(3)]
         await asyncio.sleep(0)  # all three have queued; the first leads
         callers[cancelled].cancel()

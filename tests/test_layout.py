@@ -9,7 +9,7 @@ from pathlib import Path
 
 from helpers import ROOT
 
-SERVER_LIBRARIES = ["gunicorn", "granian", "greenlet", "uvloop", "prometheus_client"]
+SERVER_LIBRARIES = ["gunicorn", "httptools", "greenlet", "uvloop", "prometheus_client"]
 
 
 def loaded_after(code: str) -> set[str]:

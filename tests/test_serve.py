@@ -180,8 +180,8 @@ def test_each_token_source_is_enforced_by_the_server(tmp_path, source):
     ({"MODELFLY_BATCH_MAX_ROWS": "0"}, "MODELFLY_BATCH_MAX_ROWS='0' must be a positive int"),
     ({"MODELFLY_BATCH_WAIT_MS": "-2"}, "MODELFLY_BATCH_WAIT_MS='-2' must be zero or more"),
     ({"MODELFLY_READ_TIMEOUT": "soon"}, "MODELFLY_READ_TIMEOUT='soon' must be a positive float"),
-    ({"MODELFLY_WORKER_CLASS": "worker.GranianWorker"},
-     "MODELFLY_WORKER_CLASS='worker.GranianWorker' must be one of gunicorn's"),
+    ({"MODELFLY_WORKER_CLASS": "worker.LoopWorker"},
+     "MODELFLY_WORKER_CLASS='worker.LoopWorker' must be one of gunicorn's"),
     ({"MODELFLY_BIND": "127.0.0.1"}, "MODELFLY_BIND (or --bind)='127.0.0.1' must be host:port"),
 ])
 def test_bad_configuration_stops_the_server_at_once(env, message):
@@ -249,12 +249,18 @@ def test_metrics_add_up_across_workers(prod):
 
 
 def test_metrics_count_unknown_methods_as_other(prod):
-    for method in ("BREW", "SPAM"):
+    # methods HTTP knows (WebDAV's) reach the guard: 405, counted as "other"
+    for method in ("PROPFIND", "MKCOL"):
         assert requests.request(method, prod.url + "/predict", timeout=10).status_code == 405
+    # methods nobody defined are refused by the HTTP parser: 501, as RFC 9110 asks
+    for method in ("BREW", "SPAM"):
+        answer = requests.request(method, prod.url + "/predict", timeout=10)
+        assert answer.status_code == 501 and "method" in answer.json()["error"]
     text = requests.get(prod.url + "/metrics", timeout=10).text
     assert metric(text, "modelfly_http_requests_total", route="/predict", method="other",
                   status="405") >= 2
-    assert "BREW" not in text and "SPAM" not in text
+    for method in ("PROPFIND", "MKCOL", "BREW", "SPAM"):
+        assert method not in text
 
 
 @pytest.mark.parametrize("method, path, headers, body, status, message", [

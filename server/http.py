@@ -1,0 +1,444 @@
+"""HTTP/1.1 on the worker's event loop: httptools (llhttp, C) parses each connection's bytes as
+they arrive, and each request, once its body is in, is answered by the WSGI app in a greenlet
+on the same loop (greenlets.py), one request of a connection after the other.
+
+Everything a request costs happens on the worker's one Python thread, in a few system calls
+(epoll, read, write). granian's Rust server, used before, handed every request from its thread
+to a Python thread and to the loop and back (futex, eventfd, sched_yield): iris, one row,
+concurrency 16, 233 µs of server CPU per request, 75-80 % of it the hand-over
+(bench/RESULTS.md).
+
+Deadlines: a request's head must arrive within MODELFLY_READ_TIMEOUT of the connection being
+ready for it (an idle kept connection is closed then), its body within MODELFLY_READ_TIMEOUT
+of its head (else the guard answers 408). A body over its limit (ServerSettings.body_limit) is
+not read: declared, it is refused at once; chunked, once past the limit; the connection is
+closed after the 413, since its unread bytes cannot be told from the next request.
+"""
+
+import asyncio
+import email.utils
+import io
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import unquote
+
+import httptools
+
+from server.answers import Answer, error
+from server.greenlets import Pool
+from server.guard import STATUS_LINES, BodyCutShort, BodyTimeout, call_wsgi
+from server.settings import ServerSettings
+
+# A request's line and headers, at most; more is a 431.
+HEAD_LIMIT = 64 << 10
+# Deadlines are checked every quarter of MODELFLY_READ_TIMEOUT (a timer per request cost
+# ~6 µs of its ~130): one is enforced within 1.25 times its length.
+SWEEP = 0.25
+# Seconds a closing connection reads and drops what its client still sends (see _linger).
+LINGER = 2.0
+# An answer at least this long is handed to the socket apart from its head (no copy of it).
+LARGE = 1 << 16
+
+
+class HttpServer:
+    """A worker's HTTP side: the app and settings its connections share, the count of its
+    answers, and its stop. `connection` is the protocol factory for loop.create_server."""
+
+    def __init__(self, app: Callable, settings: ServerSettings, base_environ: dict,
+                 max_connections: int, close_every: int) -> None:
+        self.app, self.settings, self.base_environ = app, settings, base_environ
+        self.max_connections, self.close_every = max_connections, close_every
+        self.connections: set[Connection] = set()
+        self.greenlets = Pool()
+        self.answered = 0
+        self.last_answer = 0.0
+        self.draining = False  # every answer closes its connection (the worker is stopping)
+        self._date = (0, "")
+
+    def connection(self) -> "Connection":
+        return Connection(self)
+
+    def date(self) -> str:
+        """The Date header's value, formatted once a second."""
+        now = int(time.time())
+        if self._date[0] != now:
+            self._date = (now, email.utils.formatdate(now, usegmt=True))
+        return self._date[1]
+
+    def watch(self) -> None:
+        """Check every connection's deadline, now and every SWEEP of the read timeout."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for connection in list(self.connections):
+            connection.expire(now)
+        loop.call_later(self.settings.read_timeout * SWEEP, self.watch)
+
+    def close_idle(self) -> None:
+        """Close every connection that is not receiving or answering a request."""
+        for connection in list(self.connections):
+            if connection.idle():
+                connection.close()
+
+    def busy(self) -> bool:
+        return any(not connection.idle() for connection in self.connections)
+
+
+class _Request:
+    """A request being received: its environ, its body so far, and why it ended early."""
+
+    __slots__ = ("environ", "chunks", "size", "limit", "early", "keep_alive", "head")
+
+    def __init__(self) -> None:
+        self.environ: dict = {}
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.limit = 0
+        self.early: type[Exception] | str | None = None  # BodyTimeout, BodyCutShort, "refused"
+        self.keep_alive = True
+        self.head = True  # its line and headers are still arriving
+
+
+class Connection(asyncio.Protocol):
+    """One client's connection: requests parsed as their bytes come, answered in order."""
+
+    def __init__(self, server: HttpServer) -> None:
+        self.server = server
+        self.loop = asyncio.get_running_loop()
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: Any = None
+        self.request: _Request | None = None  # the one being received
+        self.url = b""
+        self.head_size = 0
+        self.waiting: deque[_Request | Answer] = deque()  # received, not answered yet
+        self.answering = False
+        self.closing = False  # no more requests are read: close after the answers queued
+        self.last = False  # an answer said `Connection: close`: nothing more is answered
+        self.lingering = False  # answered, closing: see _linger
+        self.paused = False  # reading, while pipelined requests wait
+        self.lost = False
+        self.deadline: float | None = None  # of the head or the body being received
+        self.writable: asyncio.Future | None = None  # while the socket's buffer is full
+
+    # the transport's side
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        server = self.server
+        if len(server.connections) >= server.max_connections:
+            self.closing = True
+            self._queue(error(503, "the server has too many connections; try again"))
+            return
+        server.connections.add(self)
+        peer = transport.get_extra_info("peername") or ("", 0)
+        host = transport.get_extra_info("sockname") or ("", 0)
+        self.base_environ = {**server.base_environ, "REMOTE_ADDR": str(peer[0]),
+                             "SERVER_NAME": str(host[0]), "SERVER_PORT": str(host[1])}
+        self._expect_head()
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        request = self.request
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self.closing = True  # answered as a plain request; what follows is not HTTP/1.1
+        except httptools.HttpParserInvalidMethodError:
+            self._fail(501, "the request's method is not one HTTP defines")
+        except httptools.HttpParserError as problem:
+            self._fail(400, f"malformed HTTP request: {str(problem)[:80]}")
+        else:
+            # Bytes that went wholly to one head (not those of the read it began in, which
+            # is at most 256 KiB): httptools itself would hold a head of any length.
+            if request is not None and request is self.request and request.head:
+                self.head_size += len(data)
+                if self.head_size > HEAD_LIMIT:
+                    self._fail(431, f"the request's line and headers are over {HEAD_LIMIT} "
+                                    "bytes")
+
+    def eof_received(self) -> bool:
+        request = self.request
+        if request is not None and not request.head and request.early is None:
+            request.early = BodyCutShort  # answered (400) on the half that is still open
+            self._received(request)
+        self.closing = True
+        if self.lingering or not (self.answering or self.waiting):
+            return False  # closed
+        return True  # the sending half stays open for the answers
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = self.closing = True
+        self.deadline = None
+        self.server.connections.discard(self)
+        if self.writable is not None and not self.writable.done():
+            self.writable.set_result(None)
+
+    def pause_writing(self) -> None:
+        self.writable = self.loop.create_future()
+
+    def resume_writing(self) -> None:
+        if self.writable is not None and not self.writable.done():
+            self.writable.set_result(None)
+        self.writable = None
+
+    # the parser's side (httptools calls these from feed_data)
+
+    def on_message_begin(self) -> None:
+        self.request = _Request()
+        self.url = b""
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        key = name.decode("latin-1").upper()
+        if "_" in key:  # X_Token would pass as X-Token: dropped, as gunicorn does
+            return
+        key = key.replace("-", "_")
+        if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            key = "HTTP_" + key
+        environ = self.request.environ
+        text = value.decode("latin-1")
+        environ[key] = f"{environ[key]},{text}" if key in environ else text
+
+    def on_headers_complete(self) -> None:
+        request, parser = self.request, self.parser
+        request.head = False
+        self.head_size = 0
+        self.deadline = None
+        path, _, query = self.url.decode("latin-1").partition("?")
+        if not path.startswith("/"):  # absolute form: http://host/path
+            path = httptools.parse_url(self.url).path.decode("latin-1") or "/"
+        environ = request.environ
+        environ.update(self.base_environ)
+        environ["REQUEST_METHOD"] = parser.get_method().decode("latin-1")
+        environ["PATH_INFO"] = unquote(path, "latin-1") if "%" in path else path
+        environ["QUERY_STRING"] = query
+        environ["SERVER_PROTOCOL"] = f"HTTP/{parser.get_http_version()}"
+        # HTTP/1.0's keep-alive is not offered: such a client is answered and closed
+        request.keep_alive = parser.should_keep_alive() and environ["SERVER_PROTOCOL"] == "HTTP/1.1"
+        request.limit, _ = self.server.settings.body_limit(environ)
+        declared = environ.get("CONTENT_LENGTH", "")
+        if declared.isdigit() and int(declared) > request.limit:
+            # Not read: the guard refuses it from its Content-Length.
+            request.early = "refused"
+            self._received(request)
+            self.closing = True
+            return
+        if not declared and "HTTP_TRANSFER_ENCODING" not in environ:
+            return  # no body
+        if environ.get("HTTP_EXPECT", "").lower() == "100-continue":
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        self.deadline = self.loop.time() + self.server.settings.read_timeout
+
+    def on_body(self, body: bytes) -> None:
+        request = self.request
+        if request.early is not None:
+            return
+        request.chunks.append(body)
+        request.size += len(body)
+        if request.size > request.limit:  # chunked, past the limit: the guard answers 413
+            request.early = "refused"
+            self._received(request)
+            self.closing = True
+
+    def on_message_complete(self) -> None:
+        request = self.request
+        if request.early is None:
+            self.deadline = None
+            self._received(request)
+
+    # answering
+
+    def idle(self) -> bool:
+        return not self.answering and not self.waiting and self.request is None
+
+    def close(self) -> None:
+        self.closing = True
+        self.deadline = None
+        if self.transport is not None:
+            self.transport.close()
+
+    def _received(self, request: _Request) -> None:
+        self.request = None
+        self._queue(request)
+
+    def _queue(self, item: "_Request | Answer") -> None:
+        self.waiting.append(item)
+        if self.answering:
+            if len(self.waiting) > 1 and not self.paused:  # pipelined: read no further
+                self.paused = True
+                self.transport.pause_reading()
+            return
+        self._answer_waiting()
+
+    def _answer_waiting(self) -> None:
+        while self.waiting and not self.lost and not self.last:
+            item = self.waiting.popleft()
+            if not isinstance(item, _Request):
+                self._send(item, keep_alive=False, head_only=False)
+                continue
+            environ = item.environ
+            if item.early in (BodyTimeout, BodyCutShort):
+                environ["wsgi.input"] = _NoBody(item.early)
+            else:
+                environ["wsgi.input"] = io.BytesIO(b"".join(item.chunks))
+            self.answering = True
+            try:
+                done, result = self.server.greenlets.call(call_wsgi, self.server.app, environ)
+            except SystemExit:
+                done, result = True, _stopped()
+            if not done:
+                self.loop.create_task(self._answer_later(result, item))
+                return
+            if not self._finish(result, item):
+                return
+        self.answering = False
+        if self.closing or self.last:
+            if not self.lost:
+                self._linger()
+            return
+        if self.paused:
+            self.paused = False
+            self.transport.resume_reading()
+        if self.request is None or self.request.head:  # else its body's deadline runs
+            self._expect_head()
+
+    async def _answer_later(self, answering: Any, request: _Request) -> None:
+        try:
+            answer = await answering
+        except SystemExit:
+            answer = _stopped()
+        if self._finish(answer, request):
+            self._answer_waiting()
+
+    def _finish(self, answer: Answer, request: _Request) -> bool:
+        """Send the app's answer; False while a streamed answer is still being sent (it
+        carries on with the waiting requests itself)."""
+        server = self.server
+        server.answered += 1
+        server.last_answer = self.loop.time()
+        keep_alive = (request.keep_alive and request.early is None and not server.draining
+                      and server.answered % server.close_every != 0)
+        head_only = request.environ["REQUEST_METHOD"] == "HEAD"
+        if isinstance(answer[2], bytes) or head_only:
+            if not isinstance(answer[2], bytes) and hasattr(answer[2], "close"):
+                answer[2].close()
+            self._send(answer, keep_alive, head_only)
+            return True
+        self.loop.create_task(self._stream(answer, keep_alive, request))
+        return False
+
+    def _head(self, status: int, headers: list, keep_alive: bool) -> bytearray:
+        line = STATUS_LINES.get(status) or f"{status} Unknown"
+        head = bytearray(f"HTTP/1.1 {line}\r\nDate: {self.server.date()}\r\n".encode())
+        for name, value in headers:
+            head += f"{name}: {value}\r\n".encode("latin-1")
+        if not keep_alive:
+            head += b"Connection: close\r\n"
+        return head
+
+    def _send(self, answer: Answer, keep_alive: bool, head_only: bool) -> None:
+        status, headers, body = answer
+        head = self._head(status, headers, keep_alive)
+        if not any(name.lower() == "content-length" for name, _ in headers):
+            head += f"Content-Length: {len(body) if isinstance(body, bytes) else 0}\r\n".encode()
+        head += b"\r\n"
+        if head_only or not body:
+            self.transport.write(head)
+        elif len(body) >= LARGE:
+            self.transport.writelines((head, body))
+        else:
+            head += body
+            self.transport.write(head)
+        if not keep_alive:
+            self.last = True
+
+    async def _stream(self, answer: Answer, keep_alive: bool, request: _Request) -> None:
+        """An answer of unknown length (a job's answers, read from the queue's store): chunked,
+        written as it is read, at the pace the client reads it."""
+        status, headers, chunks = answer
+        chunked = request.environ["SERVER_PROTOCOL"] == "HTTP/1.1"
+        keep_alive = keep_alive and chunked  # an HTTP/1.0 client reads to the connection's end
+        if not keep_alive:
+            self.last = True
+        head = self._head(status, headers, keep_alive)
+        head += b"Transfer-Encoding: chunked\r\n\r\n" if chunked else b"\r\n"
+        self.transport.write(head)
+        try:
+            for chunk in _iterate(chunks):
+                if self.lost:
+                    break
+                if chunk:
+                    self.transport.writelines(
+                        (b"%x\r\n" % len(chunk), chunk, b"\r\n") if chunked else (chunk,))
+                if self.writable is not None:
+                    await self.writable
+            if chunked and not self.lost:
+                self.transport.write(b"0\r\n\r\n")
+        finally:
+            if hasattr(chunks, "close"):
+                chunks.close()
+        self.answering = False
+        self._answer_waiting()
+
+    # deadlines and failures
+
+    def _expect_head(self) -> None:
+        self.deadline = self.loop.time() + self.server.settings.read_timeout
+
+    def expire(self, now: float) -> None:
+        """Called by the server's sweep: a deadline past is a head or a body too late."""
+        if self.deadline is None or now < self.deadline:
+            return
+        self.deadline = None
+        request = self.request
+        if self.lingering:
+            self.close()
+        elif request is not None and not request.head:
+            request.early = BodyTimeout  # the guard answers 408
+            self._received(request)
+            self.closing = True
+        elif not self.answering:  # idle past the deadline, or a head that stalled: closed
+            self.close()
+
+    def _linger(self) -> None:
+        # Closing while bytes the client sent are unread resets the connection, and the client
+        # can lose the answer sent before it (a 413 for a body it is still sending). So the
+        # sending half is closed, and what still comes is read and dropped until the client
+        # closes, for at most LINGER seconds.
+        self.closing = self.lingering = True
+        self.deadline = self.loop.time() + LINGER
+        if self.paused:
+            self.paused = False
+            self.transport.resume_reading()
+        self.transport.write_eof()
+
+    def _fail(self, status: int, message: str) -> None:
+        self.request = None
+        self.closing = True
+        self._queue(error(status, message))
+
+
+def _stopped() -> Answer:
+    # gunicorn's watchdog stopped this worker while the request ran (past MODELFLY_TIMEOUT):
+    # it is answered, the worker's other requests finish and the worker ends.
+    return error(500, "internal error: the request ran past the server's timeout and was "
+                      "stopped")
+
+
+def _iterate(chunks: Any) -> Iterator[bytes]:
+    yield from chunks
+
+
+class _NoBody:
+    """The input of a request whose body did not arrive: reading it raises why, which the
+    guard answers (408, 400)."""
+
+    def __init__(self, why: type[Exception]) -> None:
+        self.why = why
+
+    def read(self, size: int = -1) -> bytes:
+        raise self.why
