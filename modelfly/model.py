@@ -42,9 +42,16 @@ class LoadedModel:
     def arrays(self, rows: Rows) -> tuple[numpy.ndarray, numpy.ndarray | None]:
         """The answer as arrays: the predictions, and the probabilities (a column per class)
         or None; BadInput if the model has no finite answer for a row."""
-        probabilities, predictions = self._predict(self.inputs(rows))
-        self._refuse_non_finite(probabilities if probabilities is not None else predictions)
+        predictions, probabilities, _ = self.coded_arrays(rows)
         return predictions, probabilities
+
+    def coded_arrays(self, rows: Rows) -> tuple[numpy.ndarray, numpy.ndarray | None,
+                                                numpy.ndarray | None]:
+        """arrays(rows), and where each label is the class of highest probability, its place
+        in the estimator's classes_ (else None): what labels are encoded from."""
+        probabilities, predictions, codes = self._predict(self.inputs(rows))
+        self._refuse_non_finite(probabilities if probabilities is not None else predictions)
+        return predictions, probabilities, codes
 
     def inputs(self, rows: Rows) -> Any:
         """Checked rows as the estimator takes them: a float array, a DataFrame, or the texts
@@ -77,21 +84,25 @@ class LoadedModel:
             f"row {int(numpy.argmin(finite))}: model {self.card['name']!r} has no finite "
             "answer for these values; they are too far outside the data it was trained on")
 
-    def _predict(self, inputs: Any) -> tuple[numpy.ndarray | None, numpy.ndarray]:
-        """(class probabilities, or None for models without them; predictions)."""
+    def _predict(self, inputs: Any) -> tuple[numpy.ndarray | None, numpy.ndarray,
+                                             numpy.ndarray | None]:
+        """(class probabilities, or None for models without them; predictions; the labels'
+        places in classes_, where they are the most probable class, or None)."""
         if self.fast is not None:
             outputs = self.fast(inputs)
             if self.classes:
-                return outputs, self.estimator.classes_[outputs.argmax(axis=1)]
-            return None, outputs
+                codes = outputs.argmax(axis=1)
+                return outputs, self.estimator.classes_[codes], codes
+            return None, outputs, None
         # features.to_rows has checked every value: scikit-learn need not check them again.
         with sklearn.config_context(assume_finite=True):
             if self.classes and hasattr(self.estimator, "predict_proba"):
                 probabilities = self.estimator.predict_proba(inputs)
                 if self.label_is_argmax:
-                    return probabilities, self.estimator.classes_[probabilities.argmax(axis=1)]
-                return probabilities, self.estimator.predict(inputs)
-            return None, self.estimator.predict(inputs)
+                    codes = probabilities.argmax(axis=1)
+                    return probabilities, self.estimator.classes_[codes], codes
+                return probabilities, self.estimator.predict(inputs), None
+            return None, self.estimator.predict(inputs), None
 
 
 def per_row(classes: list[str], probabilities: numpy.ndarray) -> list[dict[str, float]]:

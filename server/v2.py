@@ -123,7 +123,7 @@ class V2Routes:
         parameters = request["parameters"]
         limit = None if header_length is not None else self.models.settings.max_rows
         rows = self._rows(model.card, tensors, parameters.get("content_type"), limit)
-        predictions, probabilities = model.arrays(rows)
+        predictions, probabilities, codes = model.coded_arrays(rows)
         available = {"predict": predictions}
         if probabilities is not None:
             available["predict_proba"] = probabilities
@@ -133,9 +133,6 @@ class V2Routes:
         if "id" in request:
             head["id"] = request["id"]
         extra = {"predict_proba": {"classes": model.classes}}
-        codes = None
-        if probabilities is not None and (model.fast is not None or model.label_is_argmax):
-            codes = probabilities.argmax(axis=1)  # how these models chose their labels
         return encode_response(head, [(name, available[name], binary, extra.get(name))
                                       for name, binary in outputs],
                                getattr(model.estimator, "classes_", None), codes)
