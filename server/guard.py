@@ -94,14 +94,12 @@ class Guard:
         # is reseeded in each forked worker)
         request_id = (given_id if REQUEST_ID.fullmatch(given_id)
                       else f"{random.getrandbits(128):032x}")
-        self.metrics.in_flight.inc()
+        self.metrics.started()
         try:
             status, headers, body = self._answer(environ, path, method)
         except Exception:
             log.exception("request %s to %s failed", request_id, route)
             status, headers, body = error(500, f"internal error; request id {request_id}")
-        finally:
-            self.metrics.in_flight.dec()
         headers = [*headers, ("X-Request-ID", request_id), NOSNIFF, *self._cors(environ)]
         streamed = not isinstance(body, bytes)  # a job's answers, written as they are read
         if not streamed:

@@ -5,8 +5,10 @@ writes its samples to files there and `/metrics` adds them up; without it, the n
 this process's alone.
 """
 
+import asyncio
 import logging
 import os
+from collections import Counter as Tally
 from collections.abc import Callable
 
 from prometheus_client import (
@@ -26,7 +28,13 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 
 
 class Metrics:
-    """The server's metrics; `observe_request` per request, `exposition` for GET /metrics."""
+    """The server's metrics; `started` and `observe_request` per request, `exposition` for
+    GET /metrics.
+
+    With worker processes, every sample is a write to a shared file under a lock, with a
+    check of the process id (a system call): on an event loop, the requests counted in one
+    turn of the loop are added at its end, each series once, and the requests in flight are
+    set then (two to three fewer writes per request)."""
 
     content_type = CONTENT_TYPE_LATEST
 
@@ -54,14 +62,43 @@ class Metrics:
         # The labelled series each (route, method, status) writes to: labels() takes a lock
         # and checks its arguments on every call. Routes are the server's own paths or "other".
         self._series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._answered: Tally = Tally()  # per series, since the last flush
+        self._in_flight = self._in_flight_set = 0
+        self._flush_due = False
+
+    def started(self) -> None:
+        """A request is being answered (observe_request says when it is done)."""
+        self._in_flight += 1
+        self._due()
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         series = self._series.get((route, method, status))
         if series is None:
             series = self._series[route, method, status] = (
                 self.requests.labels(route, method, str(status)), self.latency.labels(route))
-        series[0].inc()
+        self._in_flight -= 1
+        self._answered[series[0]] += 1
         series[1].observe(seconds)
+        self._due()
+
+    def _due(self) -> None:
+        if self._flush_due:
+            return
+        self._flush_due = True
+        try:
+            asyncio.get_running_loop().call_soon(self.flush)
+        except RuntimeError:  # no loop: any other WSGI server
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what was counted since the last flush."""
+        self._flush_due = False
+        answered, self._answered = self._answered, Tally()
+        for counter, count in answered.items():
+            counter.inc(count)
+        if self._in_flight != self._in_flight_set:
+            self.in_flight.set(self._in_flight)
+            self._in_flight_set = self._in_flight
 
     def model_loaded(self, name: str, version: str, seconds: float) -> None:
         self.load_seconds.labels(name, version).set(seconds)
@@ -71,6 +108,7 @@ class Metrics:
 
     def exposition(self, job_counts: Callable[[], dict] | None = None) -> bytes:
         """The metrics text; with `job_counts`, the jobs' totals read from the queue too."""
+        self.flush()  # this process's own counts so far, this request in flight among them
         if self.multiprocess:
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)

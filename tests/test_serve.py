@@ -1,6 +1,7 @@
 """The production server (python serve.py: gunicorn + the guard around Firefly's app), over
 HTTP on free ports: same answers as the CLI, auth, probes, metrics, limits, CORS and logs."""
 
+import asyncio
 import http.client
 import json
 import re
@@ -457,6 +458,25 @@ def test_an_access_line_that_cannot_be_written_does_not_fail_the_request():
     closed = io.StringIO()
     closed.close()
     AccessLog(closed)({"request_id": "r2"})  # no exception: the request is answered anyway
+
+    # on an event loop: the lines of one turn, in one write at its end
+    class Writes(io.StringIO):
+        count = 0
+
+        def write(self, text: str) -> int:
+            self.count += 1
+            return super().write(text)
+
+    async def one_turn(log: AccessLog, stream: Writes) -> str:
+        log({"request_id": "r3"})
+        log({"request_id": "r4"})
+        before = stream.getvalue()
+        await asyncio.sleep(0)
+        return before
+
+    stream = Writes()
+    assert asyncio.run(one_turn(AccessLog(stream), stream)) == ""
+    assert stream.count == 1 and stream.getvalue().count("\n") == 2
 
 
 def test_model_client_against_the_production_server(prod_token):
