@@ -16,6 +16,7 @@ accesslog = None  # the guard writes one JSON line per request instead
 errorlog = "-"
 loglevel = "warning"
 proc_name = "modelfly"
+GC_THRESHOLD = 50_000  # new container objects between collections of the youngest ones
 
 
 def when_ready(server):
@@ -26,6 +27,9 @@ def when_ready(server):
 
     gc.collect()
     gc.freeze()
+    # A collection every 700 new containers ran ~30 times in a 10,000-row request, each for
+    # nothing (requests make no cycles): 15 % of its time (in process, 7.75 -> 6.57 ms).
+    gc.set_threshold(GC_THRESHOLD, 20, 20)
 
 
 def post_worker_init(worker):
