@@ -84,3 +84,18 @@ def test_a_fast_path_that_differs_is_dropped_and_scikit_learn_answers(monkeypatc
     row = [[5.9, 3.0, 5.1, 1.8]]
     assert iris.answer(row)["probabilities"][0] == dict(zip(
         iris.classes, iris.estimator.predict_proba(numpy.array(row))[0].tolist(), strict=True))
+
+
+def test_many_rows_go_through_a_fast_path_in_blocks_with_scikit_learns_answers():
+    iris = Registry(Settings()).get("iris")
+    for rows in (model_module.BLOCK_ROWS, model_module.BLOCK_ROWS * 3 + 17):
+        inputs = numpy.random.default_rng(rows).uniform([4, 2, 1, 0.1], [8, 4.5, 7, 2.5],
+                                                        size=(rows, 4))
+        predictions, probabilities, codes = iris.coded_arrays(inputs)
+        assert numpy.array_equal(probabilities, iris.estimator.predict_proba(inputs))
+        assert numpy.array_equal(predictions, iris.estimator.predict(inputs))
+        assert numpy.array_equal(codes, probabilities.argmax(axis=1))
+    forest = REGRESSORS[4]
+    loaded = model_module.LoadedModel({"name": "f", "version": "1", "input": "array"}, forest)
+    inputs = numpy.random.default_rng(1).normal(size=(model_module.BLOCK_ROWS + 5, 10))
+    assert numpy.array_equal(loaded.arrays(inputs)[0], forest.predict(inputs))
