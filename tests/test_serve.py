@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import firefly
 import pytest
@@ -561,3 +562,11 @@ def test_batching_can_be_turned_off(tmp_path):
         assert metric(exposition, "modelfly_batch_requests_count") == 0
     finally:
         server.stop()
+
+
+def test_the_server_runs_with_malloc_keeping_what_it_freed(prod):
+    # serve.py becomes gunicorn in the same process: its environment is the workers'
+    environ = dict(entry.split("=", 1) for entry in Path(
+        f"/proc/{prod.process.pid}/environ").read_bytes().decode().split("\0") if "=" in entry)
+    assert environ["MALLOC_MMAP_THRESHOLD_"] == str(32 << 20)
+    assert environ["MALLOC_TRIM_THRESHOLD_"] == str(512 << 20)
