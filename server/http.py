@@ -5,8 +5,7 @@ on the same loop (greenlets.py), one request of a connection after the other.
 Everything a request costs happens on the worker's one Python thread, in a few system calls
 (epoll, read, write). granian's Rust server, used before, handed every request from its thread
 to a Python thread and to the loop and back (futex, eventfd, sched_yield): iris, one row,
-concurrency 16, 233 µs of server CPU per request, 75-80 % of it the hand-over
-(bench/RESULTS.md).
+concurrency 16, 223 µs of server CPU per request then, 138 µs now (bench/RESULTS.md).
 
 Deadlines: a request's head must arrive within MODELFLY_READ_TIMEOUT of the connection being
 ready for it (an idle kept connection is closed then), its body within MODELFLY_READ_TIMEOUT
@@ -18,6 +17,7 @@ closed after the 413, since its unread bytes cannot be told from the next reques
 import asyncio
 import email.utils
 import io
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -30,6 +30,8 @@ from server.answers import Answer, error
 from server.greenlets import Pool
 from server.guard import STATUS_LINES, BodyCutShort, BodyTimeout, call_wsgi
 from server.settings import ServerSettings
+
+log = logging.getLogger("modelfly")
 
 # A request's line and headers, at most; more is a 431.
 HEAD_LIMIT = 64 << 10
@@ -127,8 +129,10 @@ class Connection(asyncio.Protocol):
         self.transport = transport
         server = self.server
         if len(server.connections) >= server.max_connections:
-            self.closing = True
-            self._queue(error(503, "the server has too many connections; try again"))
+            self.closing = self.last = True
+            self._send(error(503, "the server has too many connections; try again"),
+                       keep_alive=False, head_only=False)
+            transport.close()
             return
         server.connections.add(self)
         peer = transport.get_extra_info("peername") or ("", 0)
@@ -144,7 +148,10 @@ class Connection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self.closing = True  # answered as a plain request; what follows is not HTTP/1.1
+            # answered as a plain request; what follows is not HTTP/1.1
+            self.closing = True
+            if self.idle():
+                self._linger()
         except httptools.HttpParserInvalidMethodError:
             self._fail(501, "the request's method is not one HTTP defines")
         except httptools.HttpParserError as problem:
@@ -341,6 +348,10 @@ class Connection(asyncio.Protocol):
         return head
 
     def _send(self, answer: Answer, keep_alive: bool, head_only: bool) -> None:
+        if not keep_alive:
+            self.last = True
+        if self.lost:  # the client went away while its answer was made
+            return
         status, headers, body = answer
         head = self._head(status, headers, keep_alive)
         if not any(name.lower() == "content-length" for name, _ in headers):
@@ -353,8 +364,6 @@ class Connection(asyncio.Protocol):
         else:
             head += body
             self.transport.write(head)
-        if not keep_alive:
-            self.last = True
 
     async def _stream(self, answer: Answer, keep_alive: bool, request: _Request) -> None:
         """An answer of unknown length (a job's answers, read from the queue's store): chunked,
@@ -366,7 +375,8 @@ class Connection(asyncio.Protocol):
             self.last = True
         head = self._head(status, headers, keep_alive)
         head += b"Transfer-Encoding: chunked\r\n\r\n" if chunked else b"\r\n"
-        self.transport.write(head)
+        if not self.lost:
+            self.transport.write(head)
         try:
             for chunk in _iterate(chunks):
                 if self.lost:
@@ -378,6 +388,9 @@ class Connection(asyncio.Protocol):
                     await self.writable
             if chunked and not self.lost:
                 self.transport.write(b"0\r\n\r\n")
+        except Exception:  # the store failed midway: the answer ends unfinished, as it is
+            log.exception("a streamed answer failed midway; its connection is closed")
+            self.last = True
         finally:
             if hasattr(chunks, "close"):
                 chunks.close()
@@ -409,6 +422,8 @@ class Connection(asyncio.Protocol):
         # can lose the answer sent before it (a 413 for a body it is still sending). So the
         # sending half is closed, and what still comes is read and dropped until the client
         # closes, for at most LINGER seconds.
+        if self.lingering:
+            return
         self.closing = self.lingering = True
         self.deadline = self.loop.time() + LINGER
         if self.paused:

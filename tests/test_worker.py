@@ -34,10 +34,18 @@ def shown(environ: dict, start_response) -> list[bytes]:
     if environ["PATH_INFO"] == "/stream":
         start_response(status, [("Content-Type", "text/plain")])
         return iter([b"one,", b"", b"two"])
+    if environ["PATH_INFO"] == "/stream-fails":
+        start_response(status, [("Content-Type", "text/plain")])
+        return failing()
     payload = json.dumps(answer).encode()
     start_response(status, [("Content-Type", "application/json"),
                             ("Content-Length", str(len(payload)))])
     return [payload]
+
+
+def failing():
+    yield b"one,"
+    raise KeyError("the store lost the rest")
 
 
 @pytest.fixture(scope="module")
@@ -243,3 +251,9 @@ def test_an_error_awaited_for_a_greenlet_is_raised_where_it_waited():
         return "not raised"
 
     assert asyncio.run(greenlets.Pool().run(plain)) == "caught 'inner'"
+
+
+def test_a_streamed_answer_that_fails_midway_ends_unfinished(port):
+    raw = exchange(port, b"GET /stream-fails HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert raw.startswith(b"HTTP/1.1 200 OK") and b"\r\n4\r\none,\r\n" in raw
+    assert not raw.endswith(b"0\r\n\r\n")  # no last chunk: the client knows it is cut short
