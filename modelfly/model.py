@@ -106,7 +106,6 @@ class LoadedModel:
                 return probabilities, self.estimator.predict(inputs), None
             return None, self.estimator.predict(inputs), None
 
-
     def _fast_in_blocks(self, inputs: numpy.ndarray) -> tuple[numpy.ndarray,
                                                               numpy.ndarray | None]:
         """The fast path's outputs, and for a classifier each row's most probable class."""

@@ -69,6 +69,7 @@ class LoopWorker(Worker):
         while self.http.busy():
             await asyncio.sleep(0.05)
             self.http.close_idle()
+        await asyncio.sleep(0)  # the access lines and metrics of the last turn are written
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         """SIGTERM: gunicorn's graceful stop, begun now rather than at the next heartbeat."""
