@@ -168,8 +168,7 @@ class Connection(asyncio.Protocol):
     def eof_received(self) -> bool:
         request = self.request
         if request is not None and not request.head and request.early is None:
-            request.early = BodyCutShort  # answered (400) on the half that is still open
-            self._received(request)
+            self._ended_early(request, BodyCutShort)  # a 400, on the half still open
         self.closing = True
         if self.lingering or not (self.answering or self.waiting):
             return False  # closed
@@ -230,9 +229,7 @@ class Connection(asyncio.Protocol):
         declared = environ.get("CONTENT_LENGTH", "")
         if declared.isdigit() and int(declared) > request.limit:
             # Not read: the guard refuses it from its Content-Length.
-            request.early = "refused"
-            self._received(request)
-            self.closing = True
+            self._ended_early(request, "refused")
             return
         if not declared and "HTTP_TRANSFER_ENCODING" not in environ:
             return  # no body
@@ -247,9 +244,7 @@ class Connection(asyncio.Protocol):
         request.chunks.append(body)
         request.size += len(body)
         if request.size > request.limit:  # chunked, past the limit: the guard answers 413
-            request.early = "refused"
-            self._received(request)
-            self.closing = True
+            self._ended_early(request, "refused")
 
     def on_message_complete(self) -> None:
         request = self.request
@@ -271,6 +266,12 @@ class Connection(asyncio.Protocol):
     def _received(self, request: _Request) -> None:
         self.request = None
         self._queue(request)
+
+    def _ended_early(self, request: _Request, why: type[Exception] | str) -> None:
+        """The request is answered as it is (the guard says why); nothing more is read."""
+        request.early = why
+        self.closing = True
+        self._received(request)
 
     def _queue(self, item: "_Request | Answer") -> None:
         self.waiting.append(item)
@@ -411,9 +412,7 @@ class Connection(asyncio.Protocol):
         if self.lingering:
             self.close()
         elif request is not None and not request.head:
-            request.early = BodyTimeout  # the guard answers 408
-            self._received(request)
-            self.closing = True
+            self._ended_early(request, BodyTimeout)  # the guard answers 408
         elif not self.answering:  # idle past the deadline, or a head that stalled: closed
             self.close()
 
