@@ -15,7 +15,8 @@ concurrency 1), while for a Pipeline (~5 ms a call) batching gave 4x the request
 A cheap model with nobody queued is called at once, without the queue and the hand-over.
 `Batching` is what the server plugs into the core's registry as its answerer: outside such a
 greenlet (the Firefly CLI, a test calling predict) there is nothing to coalesce and the model
-is called directly.
+is called directly. Inside, a batch's arrays are split between its callers and each answer's
+per-row lists are written as JSON from them (written.py).
 """
 
 import asyncio
@@ -28,6 +29,7 @@ import numpy
 from modelfly.features import Rows
 from modelfly.model import LoadedModel
 from server import greenlets
+from server.written import written_answer
 
 # Model calls at least this long (moving average) are worth a loop turn to gather a batch.
 WAIT_FOR_CALLS_OVER = 0.0002
@@ -54,8 +56,9 @@ class _Waiting:
 
 class Batching:
     """The registry's answerer in the production server (Registry.answerer): in a request's
-    greenlet, through the model's own Batcher; else, or with max_rows 1 (no batch could hold
-    two requests), the model's own call."""
+    greenlet, through the model's own Batcher (unless max_rows is 1: no batch could hold two
+    requests), the answer's lists written as JSON (orjson.Fragment, which the server's orjson
+    writes as they are); outside, the model's own answer."""
 
     def __init__(self, max_rows: int, max_wait: float,
                  on_batch: Callable[[int], None] | None = None) -> None:
@@ -63,13 +66,30 @@ class Batching:
         self.batchers: dict[LoadedModel, Batcher] = {}
 
     def __call__(self, model: LoadedModel, rows: Rows) -> dict:
-        if self.max_rows <= 1 or not greenlets.inside():
+        if not greenlets.inside():
             return model.answer(rows)
-        batcher = self.batchers.get(model)
-        if batcher is None:
-            batcher = self.batchers[model] = Batcher(model, self.max_rows, self.max_wait,
-                                                     self.on_batch)
-        return batcher.answer(rows)
+        if self.max_rows <= 1:
+            arrays = _Arrays(model).answer(rows)
+        else:
+            batcher = self.batchers.get(model)
+            if batcher is None:
+                batcher = self.batchers[model] = Batcher(_Arrays(model), self.max_rows,
+                                                         self.max_wait, self.on_batch)
+            arrays = batcher.answer(rows)
+        return written_answer(model, arrays["predictions"], arrays["probabilities"],
+                              arrays["codes"])
+
+
+class _Arrays:
+    """A model's answers as its arrays (predictions, probabilities, codes), for a batcher to
+    split."""
+
+    def __init__(self, model: LoadedModel) -> None:
+        self.model = model
+
+    def answer(self, rows: Rows) -> dict:
+        predictions, probabilities, codes = self.model.coded_arrays(rows)
+        return {"predictions": predictions, "probabilities": probabilities, "codes": codes}
 
 
 class Batcher:
@@ -77,7 +97,8 @@ class Batcher:
 
     def __init__(self, model: Any, max_rows: int, max_wait: float,
                  on_batch: Callable[[int], None] | None = None) -> None:
-        """model: anything with answer(rows), a LoadedModel; max_wait: seconds the leader
+        """model: anything with answer(rows), a dict whose lists and arrays hold a value per
+        row (each caller gets its rows' part of them); max_wait: seconds the leader
         waits for more; on_batch: told how many requests each model call answered."""
         self.model, self.max_rows, self.max_wait = model, max_rows, max_wait
         self.on_batch = on_batch
@@ -177,8 +198,8 @@ class Batcher:
         start = 0
         for waiting in batch:
             end = start + len(waiting.rows)
-            waiting.answer = {key: value[start:end] if isinstance(value, list) else value
-                              for key, value in together.items()}
+            waiting.answer = {key: value[start:end] if isinstance(value, (list, numpy.ndarray))
+                              else value for key, value in together.items()}
             start = end
 
 
