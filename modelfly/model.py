@@ -35,7 +35,11 @@ class LoadedModel:
 
     def answer(self, rows: Rows) -> dict:
         """Predict for rows already checked by `features.to_rows`; plain Python types only."""
-        predictions, probabilities = self.arrays(rows)
+        return self.answer_of(*self.arrays(rows))
+
+    def answer_of(self, predictions: numpy.ndarray,
+                  probabilities: numpy.ndarray | None) -> dict:
+        """The answer of the arrays `arrays(rows)` gives."""
         answer = {"model": self.card["name"], "version": self.card["version"],
                   "predictions": predictions.tolist()}
         if probabilities is not None:

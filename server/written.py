@@ -12,12 +12,18 @@ import orjson
 from modelfly.model import LoadedModel
 
 NUMPY = orjson.OPT_SERIALIZE_NUMPY
+# Fewer rows are answered with plain lists: the numpy calls cost more than they save (1 row:
+# 2.3 against 6.8 µs; 256 rows: 110 against 72 µs).
+WRITTEN_FROM_ROWS = 128
 
 
 def written_answer(model: LoadedModel, predictions: numpy.ndarray,
                    probabilities: numpy.ndarray | None, codes: numpy.ndarray | None) -> dict:
     """{"model", "version", "predictions"[, "probabilities"]}, the lists as orjson.Fragment;
-    `codes` each label's place in the estimator's classes_, where known (coded_arrays)."""
+    `codes` each label's place in the estimator's classes_, where known (coded_arrays). For
+    fewer than WRITTEN_FROM_ROWS rows, the model's own answer."""
+    if len(predictions) < WRITTEN_FROM_ROWS:
+        return model.answer_of(predictions, probabilities)
     answer = {"model": model.card["name"], "version": model.card["version"],
               "predictions": orjson.Fragment(_labels(model, predictions, codes))}
     if probabilities is not None:

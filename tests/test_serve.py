@@ -4,8 +4,10 @@ HTTP on free ports: same answers as the CLI, auth, probes, metrics, limits, CORS
 import asyncio
 import http.client
 import json
+import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,6 +20,8 @@ import yaml
 from helpers import (
     GOOD_ROW,
     ROOT,
+    Server,
+    free_port,
     parse_raw,
     post,
     raw_request,
@@ -311,7 +315,7 @@ def test_answers_with_and_without_bodies_follow_each_other_on_one_connection(pro
     connection.close()
 
 
-def test_every_hundredth_answer_of_a_worker_closes_its_connection(prod):
+def test_every_close_every_th_answer_of_a_worker_closes_its_connection(prod):
     # so connections opened together cannot stay on one worker for good (worker.py)
     from server.worker import CLOSE_EVERY
 
@@ -570,3 +574,79 @@ def test_the_server_runs_with_malloc_keeping_what_it_freed(prod):
         f"/proc/{prod.process.pid}/environ").read_bytes().decode().split("\0") if "=" in entry)
     assert environ["MALLOC_MMAP_THRESHOLD_"] == str(32 << 20)
     assert environ["MALLOC_TRIM_THRESHOLD_"] == str(512 << 20)
+
+
+def _worker_holding(client: socket.socket, server_port: int, pids: list[int]) -> int:
+    """The worker whose descriptors hold the server's end of this client's connection."""
+    client_port = client.getsockname()[1]
+    inode = next(fields[9] for fields in (line.split() for line in
+                                          Path("/proc/net/tcp").read_text().splitlines()[1:])
+                 if int(fields[1].split(":")[1], 16) == server_port
+                 and int(fields[2].split(":")[1], 16) == client_port)
+    return next(pid for pid in pids for fd in Path(f"/proc/{pid}/fd").iterdir()
+                if _link(fd) == f"socket:[{inode}]")
+
+
+def _link(path: Path) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:  # closed since it was listed
+        return ""
+
+
+def test_connections_opened_together_are_spread_over_the_workers(tmp_path):
+    # a worker that has connections accepts late, so that one without any takes the next
+    # (http.py): two bulk clients get a core each
+    server = start_serve(tmp_path)
+    try:
+        pids = workers(server)
+        for _ in range(5):
+            connections = [http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+                           for _ in range(2)]
+            for connection in connections:
+                connection.connect()
+            for connection in connections:
+                connection.request("GET", "/health")
+                assert connection.getresponse().read()
+            assert len({_worker_holding(c.sock, server.port, pids) for c in connections}) == 2
+            for connection in connections:
+                connection.close()
+            time.sleep(0.1)  # both workers have seen their connections close
+    finally:
+        server.stop()
+
+
+def test_a_worker_out_of_file_descriptors_accepts_again_once_some_are_free(tmp_path):
+    limit = 128
+    port = free_port()
+    argv = [sys.executable, "-c", "import resource, runpy, sys; resource.setrlimit("
+            f"resource.RLIMIT_NOFILE, ({limit}, {limit})); sys.argv = ['serve.py', '--bind', "
+            f"'127.0.0.1:{port}']; runpy.run_path('serve.py', run_name='__main__')"]
+    server = Server(argv, port, tmp_path / "serve.log", {"WEB_CONCURRENCY": "1"})
+    held = []
+    try:
+        for _ in range(limit + 20):  # more than the worker has descriptors for
+            held.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+        deadline = time.monotonic() + 10
+        while "cannot accept a connection" not in server.log.read_text():
+            assert time.monotonic() < deadline, "the worker never ran out"
+            time.sleep(0.05)
+        for connection in held:
+            connection.close()
+        held.clear()
+        deadline = time.monotonic() + 10
+        while True:  # the connections refused in the meantime may be answered first
+            try:
+                answer = requests.post(f"{server.url}/predict", json={"features": GOOD_ROW},
+                                       timeout=5)
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        assert answer.status_code == 200 and answer.json()["predictions"] == predict(
+            GOOD_ROW)["predictions"]
+        assert server.process.poll() is None
+    finally:
+        for connection in held:
+            connection.close()
+        server.stop()

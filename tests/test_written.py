@@ -13,11 +13,14 @@ from modelfly.features import to_rows
 from modelfly.model import LoadedModel
 from modelfly.registry import Registry
 from modelfly.settings import Settings
-from server.written import written_answer
+from server.written import WRITTEN_FROM_ROWS, written_answer
 
 
 def written(model: LoadedModel, rows) -> bytes:
-    return orjson.dumps(written_answer(model, *model.coded_arrays(rows)))
+    answer = written_answer(model, *model.coded_arrays(rows))
+    # from WRITTEN_FROM_ROWS rows on, the lists are written from the arrays
+    assert isinstance(answer["predictions"], orjson.Fragment) == (len(rows) >= WRITTEN_FROM_ROWS)
+    return orjson.dumps(answer)
 
 
 def plain(model: LoadedModel, rows) -> bytes:
@@ -71,7 +74,7 @@ def test_regressors_through_the_fast_path_and_scikit_learn(estimator):
     assert written(model, data) == plain(model, data)
     float32 = LoadedModel(card(estimator), estimator)
     float32.fast = lambda rows: estimator.predict(rows).astype(numpy.float32)
-    assert written(float32, data[:50]) == plain(float32, data[:50])
+    assert written(float32, data[:200]) == plain(float32, data[:200])
 
 
 def test_probabilities_of_every_magnitude():
@@ -79,6 +82,7 @@ def test_probabilities_of_every_magnitude():
     model = LoadedModel(card(estimator, ["a", "b", "c"]), estimator)
     extremes = numpy.array([[0.0, 1.0, 0.0], [1e-300, 1 - 1e-16, 5e-324], [1e-5, 0.5, 0.1],
                             [123.0, 1e22, 2.5e-7]])
+    extremes = numpy.tile(extremes, (WRITTEN_FROM_ROWS // len(extremes), 1))
     model.fast = lambda rows: extremes[:len(rows)]
     rows = numpy.zeros((len(extremes), 4))
     assert written(model, rows) == plain(model, rows)
