@@ -7,7 +7,7 @@ import numpy
 import sklearn
 
 from modelfly.errors import BadInput
-from modelfly.fast_paths import fast_path
+from modelfly.fast_paths import COLUMNWISE_ROWS, fast_path
 from modelfly.features import Rows
 
 # A fast path takes many rows this many at a time, each block's arithmetic in the CPU's cache
@@ -105,7 +105,7 @@ class LoadedModel:
             if self.classes and hasattr(self.estimator, "predict_proba"):
                 probabilities = self.estimator.predict_proba(inputs)
                 if self.label_is_argmax:
-                    codes = probabilities.argmax(axis=1)
+                    codes = most_probable(probabilities)
                     return probabilities, self.estimator.classes_[codes], codes
                 return probabilities, self.estimator.predict(inputs), None
             return None, self.estimator.predict(inputs), None
@@ -115,7 +115,7 @@ class LoadedModel:
         """The fast path's outputs, and for a classifier each row's most probable class."""
         if len(inputs) <= BLOCK_ROWS:
             outputs = self.fast(inputs)
-            return outputs, outputs.argmax(axis=1) if self.classes else None
+            return outputs, most_probable(outputs) if self.classes else None
         outputs = codes = None
         for start in range(0, len(inputs), BLOCK_ROWS):
             block = self.fast(inputs[start:start + BLOCK_ROWS])
@@ -124,8 +124,26 @@ class LoadedModel:
                 codes = numpy.empty(len(inputs), dtype=numpy.intp) if self.classes else None
             outputs[start:start + len(block)] = block
             if codes is not None:
-                codes[start:start + len(block)] = block.argmax(axis=1)
+                codes[start:start + len(block)] = most_probable(block)
         return outputs, codes
+
+
+def most_probable(probabilities: numpy.ndarray) -> numpy.ndarray:
+    """probabilities.argmax(axis=1): the first of the highest in each row. From
+    COLUMNWISE_ROWS rows on, column by column, as the fast paths' softmax does: along a row of
+    a few classes argmax runs element by element (16,384 iris rows: 130 -> 66 µs). Rows with
+    NaN may differ; they are refused (_refuse_non_finite)."""
+    if len(probabilities) < COLUMNWISE_ROWS:
+        return probabilities.argmax(axis=1)
+    columns = numpy.ascontiguousarray(probabilities.T)
+    codes = numpy.zeros(len(probabilities), dtype=numpy.intp)
+    highest = columns[0].copy()
+    higher = numpy.empty(len(probabilities), dtype=bool)
+    for place, column in enumerate(columns[1:], start=1):
+        numpy.greater(column, highest, out=higher)  # strictly: a tie keeps the first
+        numpy.copyto(codes, place, where=higher)
+        numpy.maximum(highest, column, out=highest)
+    return codes
 
 
 def per_row(classes: list[str], probabilities: numpy.ndarray) -> list[dict[str, float]]:

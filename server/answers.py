@@ -1,5 +1,6 @@
-"""An answer as the guard and its routes make it: (status, headers, body), the body bytes or,
-for a streamed answer, an iterator of bytes."""
+"""An answer as the guard and its routes make it: (status, headers, body), the body bytes, a
+list of bytes (parts of an answer whose length is known, sent one after the other: a binary V2
+answer is not joined into one 38 MB copy), or, for a streamed answer, an iterator of bytes."""
 
 import json
 from collections.abc import Iterator
@@ -7,7 +8,7 @@ from typing import Any
 
 from modelfly.errors import JSON_CONTENT_TYPE
 
-Answer = tuple[int, list[tuple[str, str]], bytes | Iterator[bytes]]
+Answer = tuple[int, list[tuple[str, str]], bytes | list[bytes] | Iterator[bytes]]
 JSON = ("Content-Type", JSON_CONTENT_TYPE)
 
 

@@ -51,8 +51,8 @@ class BodyCutShort(Exception):
 
 
 def call_wsgi(app: Callable, environ: dict) -> Answer:
-    """A WSGI app's answer to `environ`: status code, headers and body (bytes; or, when the
-    app streams, not a list, its iterable as it is)."""
+    """A WSGI app's answer to `environ`: status code, headers and body (bytes, or the list of
+    parts the app returned; when the app streams, not a list, its iterable as it is)."""
     answer: dict = {}
 
     def start_response(status: str, headers: list, exc_info: Any = None) -> None:
@@ -61,7 +61,8 @@ def call_wsgi(app: Callable, environ: dict) -> Answer:
     chunks = app(environ, start_response)
     if not isinstance(chunks, list):  # a streamed answer: read by whoever sends it
         return answer["status"], answer["headers"], chunks
-    return answer["status"], answer["headers"], b"".join(chunks)
+    return answer["status"], answer["headers"], (chunks[0] if len(chunks) == 1 else
+                                                 chunks if chunks else b"")
 
 
 class Guard:
@@ -101,17 +102,19 @@ class Guard:
             log.exception("request %s to %s failed", request_id, route)
             status, headers, body = error(500, f"internal error; request id {request_id}")
         headers = [*headers, ("X-Request-ID", request_id), NOSNIFF, *self._cors(environ)]
-        streamed = not isinstance(body, bytes)  # a job's answers, written as they are read
+        parts = [body] if isinstance(body, bytes) else body if isinstance(body, list) else None
+        streamed = parts is None  # a job's answers, written as they are read
+        size = None if streamed else sum(map(len, parts))
         if not streamed:
-            headers.append(("Content-Length", str(len(body))))
+            headers.append(("Content-Length", str(size)))
         start_response(STATUS_LINES.get(status) or f"{status} Unknown", headers)
         seconds = time.perf_counter() - started
         self.metrics.observe_request(route, method if method in METHODS else "other", status,
                                      seconds)
         self.access_log({"request_id": request_id, "method": method, "route": route,
                          "status": status, "latency_ms": round(seconds * 1000, 3),
-                         "bytes": None if streamed else len(body)})
-        return body if streamed else [body]
+                         "bytes": size})
+        return body if streamed else parts
 
     def _answer(self, environ: dict, path: str, method: str) -> Answer:
         if method == "OPTIONS" and (path in self.functions or path in PROBES):

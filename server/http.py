@@ -392,8 +392,8 @@ class Connection(asyncio.Protocol):
         keep_alive = (request.keep_alive and request.early is None and not server.draining
                       and server.answered % server.close_every != 0)
         head_only = request.environ["REQUEST_METHOD"] == "HEAD"
-        if isinstance(answer[2], bytes) or head_only:
-            if not isinstance(answer[2], bytes) and hasattr(answer[2], "close"):
+        if isinstance(answer[2], (bytes, list)) or head_only:
+            if not isinstance(answer[2], (bytes, list)) and hasattr(answer[2], "close"):
                 answer[2].close()
             self._send(answer, keep_alive, head_only)
             return True
@@ -416,15 +416,17 @@ class Connection(asyncio.Protocol):
             return
         status, headers, body = answer
         head = self._head(status, headers, keep_alive)
+        parts = body if isinstance(body, list) else [body] if isinstance(body, bytes) else []
+        size = sum(map(len, parts))
         if not any(name.lower() == "content-length" for name, _ in headers):
-            head += f"Content-Length: {len(body) if isinstance(body, bytes) else 0}\r\n".encode()
+            head += f"Content-Length: {size}\r\n".encode()
         head += b"\r\n"
-        if head_only or not body:
+        if head_only or not size:
             self.transport.write(head)
-        elif len(body) >= LARGE:
-            self.transport.writelines((head, body))
+        elif size >= LARGE or len(parts) > 1:
+            self.transport.writelines((head, *parts))
         else:
-            head += body
+            head += parts[0]
             self.transport.write(head)
 
     async def _stream(self, answer: Answer, keep_alive: bool, request: _Request) -> None:

@@ -207,8 +207,7 @@ def encode_response(head: dict, outputs: list[tuple[str, numpy.ndarray, bool, di
     if not chunks:
         return 200, [("Content-Type", "application/json")], header
     return 200, [("Content-Type", "application/octet-stream"),
-                 ("Inference-Header-Content-Length", str(len(header)))], b"".join(
-                     [header, *chunks])
+                 ("Inference-Header-Content-Length", str(len(header)))], [header, *chunks]
 
 
 def bytes_elements(values: numpy.ndarray, vocabulary: numpy.ndarray | None = None,

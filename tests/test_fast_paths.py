@@ -99,3 +99,12 @@ def test_many_rows_go_through_a_fast_path_in_blocks_with_scikit_learns_answers()
     loaded = model_module.LoadedModel({"name": "f", "version": "1", "input": "array"}, forest)
     inputs = numpy.random.default_rng(1).normal(size=(model_module.BLOCK_ROWS + 5, 10))
     assert numpy.array_equal(loaded.arrays(inputs)[0], forest.predict(inputs))
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(1, 3000), st.integers(2, 6), st.integers(0, 2**32 - 1))
+def test_most_probable_is_argmax_ties_included(rows, classes, seed):
+    # rounded to tenths, so that many rows tie for the highest
+    probabilities = numpy.random.default_rng(seed).random((rows, classes)).round(1)
+    assert numpy.array_equal(model_module.most_probable(probabilities),
+                             probabilities.argmax(axis=1))
