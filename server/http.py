@@ -46,8 +46,8 @@ LARGE = 1 << 16
 # A worker that has connections accepts a new one this many seconds late, so that a worker
 # without any takes it first: the worker already running won the race for the second of two
 # bulk clients most of the time, and served both on one core (1,000,000-row V2 requests at
-# concurrency 2: 8-9 M rows/s, against 12-15 M with a client on each worker). 2 ms cost the
-# reconnects of a busy server its p99; an idle worker takes well under half a millisecond.
+# concurrency 2: 8-9 M rows/s, against 12-15 M with a client on each worker). At 0.5 ms this VM
+# often had not woken the idle worker yet (2 of 10 pairs of connections spread; 10 of 10 at 2).
 ACCEPT_WHEN_BUSY = 0.002
 ACCEPT_PAUSE = 0.5  # after the process ran out of file descriptors (or memory) to accept with
 
@@ -99,7 +99,10 @@ class HttpServer:
             self._accept(listener, share)
 
     def _accept(self, listener: socket.socket, share: bool) -> None:
-        """One connection, if another worker has not taken it."""
+        """One connection, if another worker has not taken it (and this one still listens:
+        a late accept may come due after stop_listening)."""
+        if listener not in self.listeners:
+            return
         loop = asyncio.get_running_loop()
         try:
             client, _ = listener.accept()
