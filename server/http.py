@@ -54,7 +54,8 @@ ACCEPT_PAUSE = 0.5  # after the process ran out of file descriptors (or memory) 
 
 class HttpServer:
     """A worker's HTTP side: the app and settings its connections share, the count of its
-    answers, and its stop. `connection` is the protocol factory for loop.create_server."""
+    answers, and its stop. It accepts from the sockets given to `listen`; `connection` is the
+    protocol factory for each accepted (or for loop.create_server)."""
 
     def __init__(self, app: Callable, settings: ServerSettings, base_environ: dict,
                  max_connections: int, close_every: int) -> None:
@@ -62,6 +63,7 @@ class HttpServer:
         self.max_connections, self.close_every = max_connections, close_every
         self.connections: set[Connection] = set()
         self.listeners: list[socket.socket] = []
+        self.shared = False  # other workers accept from the same sockets
         self.accepting = 0
         self.greenlets = Pool()
         self.answered = 0
@@ -77,7 +79,8 @@ class HttpServer:
         `share` it and this one has connections, ACCEPT_WHEN_BUSY later."""
         listener.setblocking(False)
         self.listeners.append(listener)
-        self._wait_to_accept(listener, share)
+        self.shared = self.shared or share
+        self._wait_to_accept(listener)
 
     def stop_listening(self) -> None:
         loop = asyncio.get_running_loop()
@@ -85,20 +88,20 @@ class HttpServer:
             loop.remove_reader(listener.fileno())
         self.listeners.clear()
 
-    def _wait_to_accept(self, listener: socket.socket, share: bool) -> None:
+    def _wait_to_accept(self, listener: socket.socket) -> None:
         if listener in self.listeners:
             asyncio.get_running_loop().add_reader(listener.fileno(), self._ready_to_accept,
-                                                  listener, share)
+                                                  listener)
 
-    def _ready_to_accept(self, listener: socket.socket, share: bool) -> None:
-        if share and (self.connections or self.accepting):
+    def _ready_to_accept(self, listener: socket.socket) -> None:
+        if self.shared and (self.connections or self.accepting):
             loop = asyncio.get_running_loop()
             loop.remove_reader(listener.fileno())
-            loop.call_later(ACCEPT_WHEN_BUSY, self._accept, listener, share)
+            loop.call_later(ACCEPT_WHEN_BUSY, self._accept, listener)
         else:
-            self._accept(listener, share)
+            self._accept(listener)
 
-    def _accept(self, listener: socket.socket, share: bool) -> None:
+    def _accept(self, listener: socket.socket) -> None:
         """One connection, if another worker has not taken it (and this one still listens:
         a late accept may come due after stop_listening)."""
         if listener not in self.listeners:
@@ -107,19 +110,19 @@ class HttpServer:
         try:
             client, _ = listener.accept()
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
-            self._wait_to_accept(listener, share)
+            self._wait_to_accept(listener)
             return
         except OSError as problem:  # EMFILE, ENFILE, ENOBUFS, ENOMEM: the others may accept
             log.warning("cannot accept a connection: %s", problem)
             loop.remove_reader(listener.fileno())
-            loop.call_later(ACCEPT_PAUSE, self._wait_to_accept, listener, share)
+            loop.call_later(ACCEPT_PAUSE, self._wait_to_accept, listener)
             return
         client.setblocking(False)
         client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.accepting += 1  # a connection until its transport is made, a loop turn later
         loop.create_task(loop.connect_accepted_socket(self.connection, client)
                          ).add_done_callback(self._accepted)
-        self._wait_to_accept(listener, share)
+        self._wait_to_accept(listener)
 
     def _accepted(self, made: asyncio.Task) -> None:
         self.accepting -= 1

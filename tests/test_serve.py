@@ -587,6 +587,17 @@ def _worker_holding(client: socket.socket, server_port: int, pids: list[int]) ->
                 if _link(fd) == f"socket:[{inode}]")
 
 
+def _wait_until_no_connections(server_port: int, timeout: float = 10) -> None:
+    """Until no connection to the server's port is open on the server's side (only its
+    listening socket, state 0A, is left)."""
+    deadline = time.monotonic() + timeout
+    while any(int(fields[1].split(":")[1], 16) == server_port and fields[3] != "0A"
+              for fields in (line.split() for line in
+                             Path("/proc/net/tcp").read_text().splitlines()[1:])):
+        assert time.monotonic() < deadline, "the workers kept their connections open"
+        time.sleep(0.02)
+
+
 def _link(path: Path) -> str:
     try:
         return os.readlink(path)
@@ -611,7 +622,7 @@ def test_connections_opened_together_are_spread_over_the_workers(tmp_path):
             assert len({_worker_holding(c.sock, server.port, pids) for c in connections}) == 2
             for connection in connections:
                 connection.close()
-            time.sleep(0.1)  # both workers have seen their connections close
+            _wait_until_no_connections(server.port)  # each round starts from idle workers
     finally:
         server.stop()
 
