@@ -609,9 +609,10 @@ def test_connections_opened_together_are_spread_over_the_workers(tmp_path):
     # a worker that has connections accepts late, so that one without any takes the next
     # (http.py): two bulk clients get a core each
     server = start_serve(tmp_path)
+    spread = 0
     try:
         pids = workers(server)
-        for _ in range(5):
+        for _ in range(ROUNDS := 10):
             connections = [http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
                            for _ in range(2)]
             for connection in connections:
@@ -619,12 +620,16 @@ def test_connections_opened_together_are_spread_over_the_workers(tmp_path):
             for connection in connections:
                 connection.request("GET", "/health")
                 assert connection.getresponse().read()
-            assert len({_worker_holding(c.sock, server.port, pids) for c in connections}) == 2
+            spread += len({_worker_holding(c.sock, server.port, pids) for c in connections}) == 2
             for connection in connections:
                 connection.close()
             _wait_until_no_connections(server.port)  # each round starts from idle workers
     finally:
         server.stop()
+    # The other worker must wake within ACCEPT_WHEN_BUSY: on a loaded machine it now and then
+    # does not (once 1 round of 5 in CI); without the delay about half the rounds landed on one
+    # worker, with 0.5 ms 8 of 10.
+    assert spread >= 0.7 * ROUNDS
 
 
 def test_a_worker_out_of_file_descriptors_accepts_again_once_some_are_free(tmp_path):
