@@ -144,14 +144,19 @@ class HttpServer:
             connection.expire(now)
         loop.call_later(self.settings.read_timeout * SWEEP, self.watch)
 
-    def close_idle(self) -> None:
-        """Close every connection that is not receiving or answering a request."""
+    def close_idle(self, spare_unused: bool = False) -> None:
+        """Close every connection that is not receiving or answering a request; with
+        `spare_unused`, not those that have not begun a first one (its bytes may be coming)."""
         for connection in list(self.connections):
-            if connection.idle():
+            if connection.idle() and not (spare_unused and connection.unused):
                 connection.close()
 
     def busy(self) -> bool:
-        return any(not connection.idle() for connection in self.connections)
+        """Whether a connection is being accepted, has a request in hand, or is open and
+        has not begun a first one."""
+        return self.accepting > 0 or any(
+            not connection.idle() or (connection.unused and not connection.closing)
+            for connection in self.connections)
 
 
 class _Request:
@@ -187,6 +192,7 @@ class Connection(asyncio.Protocol):
         self.lingering = False  # answered, closing: see _linger
         self.paused = False  # reading, while pipelined requests wait
         self.lost = False
+        self.unused = True  # no request has begun on it yet
         self.deadline: float | None = None  # of the head or the body being received
         self.writable: asyncio.Future | None = None  # while the socket's buffer is full
 
@@ -259,6 +265,7 @@ class Connection(asyncio.Protocol):
     # the parser's side (httptools calls these from feed_data)
 
     def on_message_begin(self) -> None:
+        self.unused = False
         self.request = _Request()
         self.url = b""
 

@@ -1,16 +1,18 @@
 """Reload without a restart: `kill -HUP` of `python serve.py` under load serves the models
 directory as it is now, with no failed request while the workers are replaced."""
 
+import json
 import os
 import shutil
 import signal
+import socket
 import threading
 import time
 
 import pandas
 import pytest
 import requests
-from helpers import GOOD_ROW, start_serve, workers
+from helpers import GOOD_ROW, children, start_serve, workers
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
@@ -85,3 +87,32 @@ def test_hup_under_load_serves_the_new_directory_and_fails_nothing(models_copy, 
         stop.set()
         server.stop()
         shutil.rmtree(models_copy, ignore_errors=True)
+
+
+def test_a_connection_the_old_worker_accepted_gets_its_first_request_answered(tmp_path):
+    """A client connects, the workers are replaced before it sends: its request is answered
+    (by the old worker, which waits for it), not cut off with the connection."""
+    server = start_serve(tmp_path, {"WEB_CONCURRENCY": "1"})
+    try:
+        [old] = workers(server, count=1)
+        body = json.dumps({"features": GOOD_ROW}).encode()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as client:
+            time.sleep(0.3)  # accepted by the one worker there is
+            os.kill(server.process.pid, signal.SIGHUP)
+            started = time.monotonic()
+            while children(server.process.pid) == [old] and time.monotonic() - started < 30:
+                time.sleep(0.02)
+            time.sleep(0.5)  # the old worker has been told to stop and has stopped listening
+            assert old in children(server.process.pid)
+            client.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                           b"application/json\r\nContent-Length: %d\r\n\r\n%s"
+                           % (len(body), body))
+            answer = b""
+            while chunk := client.recv(65536):
+                answer += chunk
+        head, _, text = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 "), answer
+        assert b"\r\nConnection: close" in head  # the stopping worker's last answer
+        assert json.loads(text)["predictions"] == ["virginica"]
+    finally:
+        server.stop()
