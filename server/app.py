@@ -44,7 +44,7 @@ def _create_app() -> Guard:
     metrics = Metrics()
     models.on_load, models.on_refusal = metrics.model_loaded, metrics.model_refused
     models.answerer = Batching(settings.batch_max_rows, settings.batch_wait_ms / 1000,
-                               metrics.batch_requests.observe)
+                               metrics.batch_answered)
     firefly_app = build_firefly_app(settings.config_path)
     functions = {path: f.name for path, f in firefly_app.mapping.items() if path != "/"}
 
