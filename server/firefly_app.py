@@ -71,7 +71,7 @@ class JsonAnswer:
     """A JSON answer, in place of WebOb's Response: what Firefly uses of a function's response
     is its `headerlist` (to add its CORS headers) and its call as a WSGI app. Building a
     Response (its status, content type and charset setters) was 10-24 µs of the 190 µs of
-    server CPU an iris request costs (bench/RESULTS.md)."""
+    server CPU an iris request cost (bench/server_cpu.py)."""
 
     __slots__ = ("body", "status", "headerlist")
 
