@@ -4,12 +4,14 @@ answer is not joined into one 38 MB copy), or, for a streamed answer, an iterato
 
 import json
 from collections.abc import Iterator
+from http import HTTPStatus
 from typing import Any
 
 from modelfly.errors import JSON_CONTENT_TYPE
 
 Answer = tuple[int, list[tuple[str, str]], bytes | list[bytes] | Iterator[bytes]]
 JSON = ("Content-Type", JSON_CONTENT_TYPE)
+STATUS_LINES = {status.value: f"{status.value} {status.phrase}" for status in HTTPStatus}
 
 
 def json_answer(status: int, payload: Any, *headers: tuple[str, str]) -> Answer:

@@ -13,7 +13,6 @@ import importlib
 import inspect
 import io
 from collections.abc import Callable, Iterable
-from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import orjson
 from firefly.app import Firefly, FireflyFunction
 from webob import Request, Response
 
+from server.answers import JSON, STATUS_LINES
 from server.settings import read_config
 
 
@@ -77,10 +77,10 @@ class JsonAnswer:
 
     def __init__(self, body: bytes, status: int = 200) -> None:
         self.body, self.status = body, status
-        self.headerlist = [("Content-Type", "application/json")]  # as WebOb writes it
+        self.headerlist = [JSON]  # a list of its own: Firefly adds to it
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        start_response(f"{self.status} {HTTPStatus(self.status).phrase}", self.headerlist)
+        start_response(STATUS_LINES[self.status], self.headerlist)
         return [self.body]
 
 

@@ -15,10 +15,9 @@ import random
 import re
 import time
 from collections.abc import Callable, Iterable
-from http import HTTPStatus
 from typing import Any
 
-from server.answers import Answer, error, json_answer
+from server.answers import STATUS_LINES, Answer, error, json_answer
 from server.jobs import JobRoutes
 from server.jobs import route as job_route
 from server.metrics import Metrics
@@ -33,7 +32,6 @@ REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 PROBES = ("/health", "/ready")
 # On every answer: a browser must take each one as the type it is sent as.
 NOSNIFF = ("X-Content-Type-Options", "nosniff")
-STATUS_LINES = {status.value: f"{status.value} {status.phrase}" for status in HTTPStatus}
 # Methods counted by name in the metrics; any other is counted as "other", so a client cannot
 # add series at will.
 METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}

@@ -27,9 +27,9 @@ from urllib.parse import unquote
 
 import httptools
 
-from server.answers import Answer, error
+from server.answers import STATUS_LINES, Answer, error
 from server.greenlets import Pool
-from server.guard import STATUS_LINES, BodyCutShort, BodyTimeout, call_wsgi
+from server.guard import BodyCutShort, BodyTimeout, call_wsgi
 from server.settings import ServerSettings
 
 log = logging.getLogger("modelfly")
