@@ -18,7 +18,7 @@ from server.answers import Answer
 
 DTYPES = {"FP64": numpy.dtype("<f8"), "FP32": numpy.dtype("<f4"), "INT64": numpy.dtype("<i8"),
           "INT32": numpy.dtype("<i4"), "BOOL": numpy.dtype("|b1")}
-REQUEST_KEYS = {"id", "parameters", "inputs", "outputs"}
+REQUEST_KEYS = {"id", "model_name", "model_version", "parameters", "inputs", "outputs"}
 INPUT_KEYS = {"name", "datatype", "shape", "parameters", "data"}
 INPUT_PARAMETERS = {"binary_data_size", "content_type"}
 REQUEST_PARAMETERS = {"content_type", "binary_data_output"}

@@ -120,6 +120,11 @@ class V2Routes:
     def infer(self, model: Any, environ: dict, body: bytes) -> Answer:
         header_length = environ.get("HTTP_INFERENCE_HEADER_CONTENT_LENGTH")
         request, tensors = decode_request(body, header_length)
+        head = {"model_name": model.card["name"], "model_version": model.card["version"]}
+        for key, served in head.items():  # KServe's client names the model in the body too
+            if request.get(key) not in (None, served):
+                raise BadInput(f"the request's {key} is {str(request[key])[:40]!r}, but this "
+                               f"path serves {served!r}")
         parameters = request["parameters"]
         limit = None if header_length is not None else self.models.settings.max_rows
         rows = self._rows(model.card, tensors, parameters.get("content_type"), limit)
@@ -129,7 +134,6 @@ class V2Routes:
             available["predict_proba"] = probabilities
         outputs = requested_outputs(request.get("outputs"), available,
                                     bool(parameters.get("binary_data_output")))
-        head = {"model_name": model.card["name"], "model_version": model.card["version"]}
         if "id" in request:
             head["id"] = request["id"]
         extra = {"predict_proba": {"classes": model.classes}}

@@ -58,26 +58,21 @@ def server(tmp_path_factory):
     running.stop()
 
 
-def test_tritonclient_speaks_to_us(server, tmp_path):
-    inputs = tmp_path / "inputs.json"
-    inputs.write_text(json.dumps({"iris": {"rows": ROWS["iris"]},
-                                  "diabetes": {"rows": ROWS["diabetes"]},
-                                  "penguins": {"columns": PENGUINS}}))
-    done = subprocess.run([str(client_python()), str(ROOT / "tests" / "triton_calls.py"),
-                           server.url.removeprefix("http://"), str(inputs)],
-                          capture_output=True, text=True, timeout=300)
+def third_party_calls(script: str, address: str, inputs: dict, tmp_path) -> dict:
+    """What tests/<script> (run in the clients' virtualenv) got from our server."""
+    (tmp_path / "inputs.json").write_text(json.dumps(inputs))
+    done = subprocess.run([str(client_python()), str(ROOT / "tests" / script), address,
+                           str(tmp_path / "inputs.json")], capture_output=True, text=True,
+                          timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    got = json.loads(done.stdout)
-    assert got["live"] is True and got["ready"] is True
-    assert got["model_ready"] == {"iris": [True, True], "diabetes": [True, True],
-                                  "penguins": [True, True]}
-    iris = got["metadata"]["iris"]
-    assert iris["inputs"] == [{"name": "input-0", "datatype": "FP64", "shape": [-1, 4]}]
-    assert [(o["name"], o["datatype"], o["shape"]) for o in iris["outputs"]] == [
-        ("predict", "BYTES", [-1]), ("predict_proba", "FP64", [-1, 3])]
-    assert [o["name"] for o in got["metadata"]["diabetes"]["outputs"]] == ["predict"]
-    assert {i["name"] for i in got["metadata"]["penguins"]["inputs"]} == set(PENGUINS)
-    for model, calls in got["infer"].items():
+    return json.loads(done.stdout)
+
+
+def assert_answers_are_predicts(infer: dict) -> None:
+    """Each model answered in binary and JSON, all outputs and each alone, as predict() does
+    in process; the request id echoed; an output not asked for not sent."""
+    assert set(infer) == {"iris", "diabetes", "penguins"}
+    for model, calls in infer.items():
         want = expected(model)
         assert len(calls) == 2 * (1 + len(want)), model  # binary and JSON; all, then each
         for key, answer in calls.items():
@@ -87,8 +82,38 @@ def test_tritonclient_speaks_to_us(server, tmp_path):
                 if asked in ("all", name):
                     assert close(answer[name], values), (model, key, name)
                 else:
-                    assert answer[name] is None, (model, key, name)  # not sent
+                    assert answer.get(name) is None, (model, key, name)  # not sent
+
+
+def test_tritonclient_speaks_to_us(server, tmp_path):
+    got = third_party_calls("triton_calls.py", server.url.removeprefix("http://"), {
+        "iris": {"rows": ROWS["iris"]}, "diabetes": {"rows": ROWS["diabetes"]},
+        "penguins": {"columns": PENGUINS}}, tmp_path)
+    assert got["live"] is True and got["ready"] is True
+    assert got["model_ready"] == {"iris": [True, True], "diabetes": [True, True],
+                                  "penguins": [True, True]}
+    iris = got["metadata"]["iris"]
+    assert iris["inputs"] == [{"name": "input-0", "datatype": "FP64", "shape": [-1, 4]}]
+    assert [(o["name"], o["datatype"], o["shape"]) for o in iris["outputs"]] == [
+        ("predict", "BYTES", [-1]), ("predict_proba", "FP64", [-1, 3])]
+    assert [o["name"] for o in got["metadata"]["diabetes"]["outputs"]] == ["predict"]
+    assert {i["name"] for i in got["metadata"]["penguins"]["inputs"]} == set(PENGUINS)
+    assert_answers_are_predicts(got["infer"])
     assert got["refused"]["status"] == "400"
+    assert "model 'iris' takes FP64, FP32 or INT64 [rows, 4]" in got["refused"]["message"]
+
+
+def test_kserves_own_client_speaks_to_us(server, tmp_path):
+    """KServe's InferenceRESTClient also names the model in the request's body."""
+    outputs = {model: list(expected(model)) for model in ("iris", "diabetes", "penguins")}
+    got = third_party_calls("kserve_calls.py", server.url, {
+        "iris": {"rows": ROWS["iris"], "outputs": outputs["iris"]},
+        "diabetes": {"rows": ROWS["diabetes"], "outputs": outputs["diabetes"]},
+        "penguins": {"columns": PENGUINS, "outputs": outputs["penguins"]}}, tmp_path)
+    assert got["live"] is True and got["ready"] is True
+    assert got["model_ready"] == {"iris": True, "diabetes": True, "penguins": True}
+    assert_answers_are_predicts(got["infer"])
+    assert got["refused"]["status"] == 400
     assert "model 'iris' takes FP64, FP32 or INT64 [rows, 4]" in got["refused"]["message"]
 
 
@@ -202,6 +227,10 @@ BAD_V2 = [
                   "parameters": {"scale": 2}}]}, {}, "iris", 400, "unknown parameter(s)"),
     (v2("x", [1, 4], "FP64", [5.9, 3.0, 5.1, 1.8], colour="red"), {}, "iris", 400,
      "unknown request key(s) 'colour'"),
+    (v2("x", [1, 4], "FP64", [5.9, 3.0, 5.1, 1.8], model_name="penguins"), {}, "iris", 400,
+     "the request's model_name is 'penguins', but this path serves 'iris'"),
+    (v2("x", [1, 4], "FP64", [5.9, 3.0, 5.1, 1.8], model_version="9"), {}, "iris", 400,
+     "the request's model_version is '9', but this path serves '1.0.0'"),
     ({"inputs": []}, {}, "iris", 400, "inputs must be a non-empty list"),
     (b"[1, 2", {}, "iris", 400, "the request is not JSON"),
     (v2("x", [10001, 4], "FP64", [1.0] * 40004), {}, "iris", 413, "received 10001 rows"),

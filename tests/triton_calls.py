@@ -1,5 +1,5 @@
 """Calls a V2 server with tritonclient.http, as a caller of Triton or MLServer would, and prints
-what it got as JSON. Run by tests/test_v2.py in .venv-clients (it imports nothing of ours):
+what it got as JSON. Run by tests/test_v2.py in .venv-clients (it imports nothing of modelfly's):
 
     python tests/triton_calls.py HOST:PORT INPUTS.json
 
@@ -13,23 +13,7 @@ import sys
 import numpy
 import tritonclient.http as http
 from tritonclient.utils import InferenceServerException
-
-
-def tensors(spec: dict, binary: bool) -> list:
-    if "rows" in spec:
-        rows = numpy.array(spec["rows"], dtype=numpy.float64)
-        tensor = http.InferInput("input-0", list(rows.shape), "FP64")
-        tensor.set_data_from_numpy(rows, binary_data=binary)
-        return [tensor]
-    made = []
-    for name, values in spec["columns"].items():
-        texts = isinstance(values[0], str)
-        array = (numpy.array([v.encode() for v in values], dtype=object) if texts
-                 else numpy.array([numpy.nan if v is None else v for v in values]))
-        tensor = http.InferInput(name, [len(values)], "BYTES" if texts else "FP64")
-        tensor.set_data_from_numpy(array, binary_data=binary)
-        made.append(tensor)
-    return made
+from v2_inputs import tensors
 
 
 def plain(array: numpy.ndarray | None) -> list | None:
@@ -54,14 +38,15 @@ def main() -> None:
             for chosen in (None, *([name] for name in names)):
                 outputs = None if chosen is None else [
                     http.InferRequestedOutput(name, binary_data=binary) for name in chosen]
-                result = client.infer(model, tensors(spec, binary), outputs=outputs,
+                result = client.infer(model, tensors(spec, binary, http.InferInput),
+                                      outputs=outputs,
                                       parameters=parameters, request_id=f"{model}-{binary}")
                 key = f"{'binary' if binary else 'json'} {','.join(chosen or ['all'])}"
                 got["infer"].setdefault(model, {})[key] = {
                     "id": result.get_response()["id"],
                     **{name: plain(result.as_numpy(name)) for name in names}}
     try:
-        client.infer("iris", tensors({"rows": [[1.0, 2.0]]}, True))
+        client.infer("iris", tensors({"rows": [[1.0, 2.0]]}, True, http.InferInput))
     except InferenceServerException as refused:
         got["refused"] = {"status": refused.status(), "message": refused.message()}
     print(json.dumps(got))
