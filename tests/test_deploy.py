@@ -1,16 +1,19 @@
 """The deployment files: Kubernetes manifests validated offline against the Kubernetes schemas
 (kubernetes-validate, strict), their promises checked, and the Procfile's command run."""
 
+import json
 import os
 import re
 import shutil
+import subprocess
 import sys
+from pathlib import Path
 
 import kubernetes_validate
 import pytest
 import requests
 import yaml
-from helpers import GOOD_ROW, ROOT, Server, free_port
+from helpers import GOOD_ROW, ROOT, Server, client_python, free_port
 
 from modelfly.signatures import check_public_keys
 from predict import predict
@@ -126,12 +129,40 @@ def kserve() -> tuple[dict, dict]:
             yaml.safe_load((DEPLOY / "kserve" / "inference-service.yaml").read_text()))
 
 
+def kserve_schema_problems(*manifests: Path) -> dict:
+    done = subprocess.run([str(client_python()), str(ROOT / "tests" / "kserve_schema.py"),
+                           *map(str, manifests)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout)
+
+
+def test_the_kserve_manifests_fit_the_api_types_kserves_sdk_ships(tmp_path):
+    """No package ships KServe's CRD files; its Python SDK ships the API types they are made
+    of (kserve.models, with kubernetes.client's): every key known, every value of its type,
+    nothing required left out. A broken copy shows the check can fail."""
+    manifests = sorted((DEPLOY / "kserve").glob("*.yaml"))
+    assert kserve_schema_problems(*manifests) == {str(m): [] for m in manifests}
+    runtime, _ = kserve()
+    spec = runtime["spec"]
+    spec["protocolVersion"] = spec.pop("protocolVersions")
+    spec["supportedModelFormats"][0]["autoSelect"] = "no"
+    del spec["containers"][0]["name"]
+    (tmp_path / "broken.yaml").write_text(yaml.safe_dump(runtime))
+    [found] = kserve_schema_problems(tmp_path / "broken.yaml").values()
+    assert "ServingRuntime.spec: V1alpha1ServingRuntimeSpec has no key 'protocolVersion'" \
+        in found
+    assert "ServingRuntime.spec.supportedModelFormats[0].autoSelect: 'no' is not bool" in found
+    assert any(p.startswith("ServingRuntime.spec.containers[0]:") and "name" in p
+               for p in found)
+    assert len(found) == 3
+
+
 def test_the_kserve_manifests_fit_kserve_and_our_image():
-    """No package ships KServe's CRD schemas, so this names what it checks: the kinds and API
-    versions KServe serves, the runtime's container valid as a Kubernetes container (inside a
-    Pod, strictly), the port and model directory KServe gives a runtime (8080, /mnt/models),
-    probes on our V2 health routes, and an InferenceService that names this runtime, the V2
-    protocol, one of its model formats and a model the models directory has."""
+    """What KServe's API types cannot say: the kinds and API versions KServe serves, the
+    runtime's container valid as a Kubernetes container (inside a Pod, strictly), the port and
+    model directory KServe gives a runtime (8080, /mnt/models), probes on our V2 health
+    routes, and an InferenceService that names this runtime, the V2 protocol, one of its model
+    formats and a model the models directory has."""
     runtime, service = kserve()
     assert (runtime["apiVersion"], runtime["kind"]) == ("serving.kserve.io/v1alpha1",
                                                         "ServingRuntime")
