@@ -1,7 +1,7 @@
 """Checks KServe manifests against the API types KServe's SDK ships (kserve.models, generated
 from the OpenAPI of KServe's resources, with the Kubernetes types they hold from
 kubernetes.client.models) and prints the problems of each as JSON. Run by tests/test_deploy.py
-in .venv-clients (it imports nothing of ours):
+in .venv-clients (it imports nothing of modelfly's):
 
     python tests/kserve_schema.py MANIFEST.yaml ...
 
